@@ -1,0 +1,50 @@
+"""Overlays draw the right pixels in the right colours."""
+
+import numpy as np
+import pytest
+
+from visa_lib.viz import PALETTE, colour, overlay, save_gif, show_frames
+
+
+def test_overlay_colours_only_the_mask_and_keeps_the_frame():
+    frame = np.full((6, 8, 3), 100, np.uint8)
+    mask = np.zeros((6, 8), bool)
+    mask[1:5, 2:6] = True
+    out = overlay(frame, mask, alpha=0.5, outline=False)
+    assert (out[~mask] == 100).all()
+    expected = np.round(0.5 * 100 + 0.5 * PALETTE[0].astype(float)).astype(np.uint8)
+    assert (out[mask] == expected).all()
+    assert (frame == 100).all(), "overlay must not modify its input"
+
+
+def test_overlay_outline_is_the_mask_border():
+    frame = np.zeros((7, 7, 3), np.uint8)
+    mask = np.zeros((7, 7), bool)
+    mask[1:6, 1:6] = True
+    out = overlay(frame, mask, alpha=0.0, outline=True)
+    drawn = (out != 0).any(axis=2)
+    ring = mask.copy()
+    ring[2:5, 2:5] = False
+    assert (drawn == ring).all()
+
+
+def test_overlay_several_objects_get_distinct_colours():
+    frame = np.zeros((4, 4, 3), np.uint8)
+    masks = np.zeros((2, 4, 4), bool)
+    masks[0, 0, 0] = masks[1, 3, 3] = True
+    out = overlay(frame, masks, alpha=1.0, outline=False)
+    assert (out[0, 0] == colour(0)).all() and (out[3, 3] == colour(1)).all()
+
+
+def test_overlay_rejects_mismatched_sizes():
+    with pytest.raises(ValueError, match="do not match"):
+        overlay(np.zeros((4, 4, 3), np.uint8), np.zeros((5, 4), bool))
+
+
+def test_show_frames_and_gif(tmp_path):
+    frames = [np.full((8, 10, 3), i * 20, np.uint8) for i in range(5)]
+    masks = [np.eye(8, 10, dtype=bool)] * 5
+    fig = show_frames(frames, masks, titles=[str(i) for i in range(5)], columns=3)
+    assert len(fig.axes) == 6
+    path = save_gif(tmp_path / "a.gif", frames)
+    assert path.stat().st_size > 0
