@@ -1,0 +1,86 @@
+"""COCO run-length encoding of binary masks, the on-disk mask format of ReVOS, MeViS and Ref-DAVIS17.
+
+``mask_dict.json`` stores one compressed RLE per frame, ``{"size": [H, W], "counts": str}``, or ``null``
+for a frame where the object is absent. pycocotools walks the mask in column-major (Fortran) order, so
+the array handed to it must be Fortran-contiguous; forgetting this gives a transposed, garbled mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as _coco_mask
+
+#: An RLE as stored in the JSON files: ``{"size": [H, W], "counts": str}``.
+RLE = dict[str, Any]
+
+
+def encode_rle(mask: np.ndarray) -> RLE:
+    """Encode one binary mask as a COCO compressed RLE.
+
+    Args:
+        mask: ``bool`` or integer array ``[H, W]``; every non-zero pixel is foreground.
+
+    Returns:
+        ``{"size": [H, W], "counts": str}``, JSON-serialisable (``counts`` decoded from bytes to ASCII).
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"encode_rle: expected a mask of shape [H, W], got shape {tuple(mask.shape)}")
+    binary = np.asfortranarray(mask != 0, dtype=np.uint8)
+    rle = _coco_mask.encode(binary)
+    counts = rle["counts"]
+    return {
+        "size": [int(mask.shape[0]), int(mask.shape[1])],
+        "counts": counts.decode("ascii") if isinstance(counts, bytes) else str(counts),
+    }
+
+
+def decode_rle(rle: RLE | None, size: Sequence[int] | None = None) -> np.ndarray:
+    """Decode a COCO compressed RLE (or ``None`` for an absent object) into a ``uint8`` 0/1 mask.
+
+    Args:
+        rle: ``{"size": [H, W], "counts": str | bytes}`` or ``None``.
+        size: ``(H, W)``; required when ``rle`` is ``None`` (the frame is then all zeros). When both are
+            given they must agree.
+
+    Returns:
+        ``uint8`` array ``[H, W]`` with values 0 and 1.
+    """
+    if rle is None:
+        if size is None:
+            raise ValueError("decode_rle: rle is None (object absent) and no size given; pass size=(H, W)")
+        return np.zeros((int(size[0]), int(size[1])), dtype=np.uint8)
+    if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
+        raise ValueError(f"decode_rle: expected a dict with 'size' and 'counts', got {type(rle).__name__}")
+    height, width = (int(v) for v in rle["size"])
+    if size is not None and (int(size[0]), int(size[1])) != (height, width):
+        raise ValueError(f"decode_rle: RLE size {[height, width]} differs from size= {list(size)}")
+    if height == 0 or width == 0:
+        return np.zeros((height, width), dtype=np.uint8)
+    counts = rle["counts"]
+    # pycocotools wants bytes for compressed counts; a list of ints is the uncompressed variant.
+    if isinstance(counts, str):
+        counts = counts.encode("ascii")
+    elif isinstance(counts, list):
+        counts = _coco_mask.frPyObjects({"size": [height, width], "counts": counts}, height, width)["counts"]
+    decoded = _coco_mask.decode({"size": [height, width], "counts": counts})
+    return np.ascontiguousarray(decoded, dtype=np.uint8)
+
+
+def encode_video_rle(masks: np.ndarray, empty_as_none: bool = True) -> list[RLE | None]:
+    """Encode every frame of a ``[T, H, W]`` mask stack.
+
+    Args:
+        masks: ``bool``/integer array ``[T, H, W]``.
+        empty_as_none: write ``None`` for an empty frame, as ReVOS does for frames where the object is absent.
+
+    Returns:
+        A list of ``T`` RLE dicts (or ``None``).
+    """
+    masks = np.asarray(masks)
+    if masks.ndim != 3:
+        raise ValueError(f"encode_video_rle: expected masks of shape [T, H, W], got {tuple(masks.shape)}")
+    return [None if (empty_as_none and not frame.any()) else encode_rle(frame) for frame in masks]
