@@ -273,8 +273,10 @@ class RevosSplit:
         self.frame_root = Path(frame_root) if frame_root is not None else self.root / FRAME_DIR
 
     def __repr__(self) -> str:
-        return f"RevosSplit(root={str(self.root)!r}, split={self.split!r}, videos={len(self.videos)}, " \
+        return (
+            f"RevosSplit(root={str(self.root)!r}, split={self.split!r}, videos={len(self.videos)}, "
             f"expressions={self.num_expressions})"
+        )
 
     @property
     def num_expressions(self) -> int:
@@ -381,9 +383,7 @@ class RevosSplit:
         return union
 
 
-def _validate_foreground(
-    videos: Mapping[str, VideoMeta], foreground: Any, path: Path
-) -> None:
+def _validate_foreground(videos: Mapping[str, VideoMeta], foreground: Any, path: Path) -> None:
     if not isinstance(foreground, dict):
         raise DatasetFormatError(
             f"{path}: expected {{video: {{'masks_rle': [...], 'foreground_ratio': [...]}}}}"
@@ -456,7 +456,9 @@ def meta_to_json(videos: Iterable[VideoMeta], with_type: bool = True, with_size:
         entry: dict[str, Any] = {"frames": list(video.frames), "expressions": {}}
         for exp_id, exp in video.expressions.items():
             item: dict[str, Any] = {
-                "exp": exp.text, "obj_id": list(exp.obj_ids), "anno_id": list(exp.anno_ids)
+                "exp": exp.text,
+                "obj_id": list(exp.obj_ids),
+                "anno_id": list(exp.anno_ids),
             }
             if with_type:
                 item["type_id"] = int(exp.type_id)

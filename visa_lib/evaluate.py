@@ -1,0 +1,531 @@
+"""Dataset-level evaluation: ReVOS (J, F, A, R), MeViS and Ref-DAVIS17 (J, F), VISA's aggregation rules.
+
+Per expression (reference/visa_facts.md §6.1-6.2): every metric is the mean over ALL frames of the
+video, x100 and rounded to 2 decimals, and ``J&F = (J + F) / 2``. ReVOS subsets: ``referring``
+(``type_id`` 0), ``reasoning`` (1) and ``no_target`` (2, which VISA leaves out of every summary; we
+report it on its own). **overall = mean(referring, reasoning)** for every metric, not the mean over all
+expressions. A subset without expressions has ``None`` values; if only one of referring/reasoning is
+present, overall equals it.
+
+Predictions are ``PRED_DIR/<video>/<exp_id>/<frame>.png`` read as raw grayscale values (``cv2``), as
+VISA's ``tools/eval_revos.py`` reads them. A missing folder, a missing, unreadable or wrongly sized frame
+scores 0 on every metric for the whole expression (VISA does the same) and is listed in ``.failures``.
+
+``mode="visa"`` reproduces VISA's arithmetic on raw values (0/255 predictions against a 0/1 GT sum, which
+makes A count only agreeing background and R count each false-positive pixel 255 times);
+``mode="binary"`` binarises both first. J and F are the same in both modes.
+
+Two ways in:
+
+* files: :func:`evaluate_revos` / :func:`evaluate_mevis` / :func:`evaluate_davis17` (all cores, fork);
+* memory: :func:`evaluate_predictions` scores a ``{(video, exp_id): mask}`` mapping or a callable
+  ``predict(video, Expression) -> [T, H, W]`` without touching the disk (notebooks, the demo);
+  :func:`write_predictions` writes masks as VISA-style 0/255 PNGs for the file path.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from visa_lib import metrics
+from visa_lib.data.formats import load_davis17, load_mevis
+from visa_lib.data.revos import TYPE_NAMES, Expression, RevosSplit, load_revos
+
+#: Frames scored at once; bounds memory on long, high-resolution videos (prediction + GT + foreground).
+FRAME_CHUNK = 32
+MODES = ("visa", "binary")
+REVOS_METRICS = ("J", "F", "A", "R")
+RVOS_METRICS = ("J", "F")
+
+
+class Failure(NamedTuple):
+    """One expression that scored 0: ``(video, exp_id, reason)``."""
+
+    video: str
+    exp_id: str
+    reason: str
+
+
+class PredictionError(Exception):
+    """A prediction is missing or malformed; the expression scores 0."""
+
+
+@dataclass
+class ExpressionScore:
+    """Scores of one expression on the 0-100 scale, rounded to 2 decimals as VISA does.
+
+    ``values`` maps metric names (``"J"``, ``"F"``, ``"J&F"``, and ``"A"``, ``"R"`` for ReVOS) to floats.
+    ``failure`` is the reason it scored 0, or ``None``.
+    """
+
+    video: str
+    exp_id: str
+    type_id: int
+    text: str
+    values: dict[str, float]
+    failure: str | None = None
+
+
+# ------------------------------------------------------------------------------------------------- results
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return float(np.mean(values)) if len(values) else None
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+class _EvalResult:
+    """What every evaluator returns: per-expression scores, failures and the subset summaries."""
+
+    metric_names: tuple[str, ...] = RVOS_METRICS
+
+    def __init__(self, scores: list[ExpressionScore], mode: str, dataset: str) -> None:
+        self.scores = scores
+        self.mode = mode
+        self.dataset = dataset
+
+    @property
+    def failures(self) -> list[Failure]:
+        """Every expression that scored 0 because of its prediction, as ``(video, exp_id, reason)``."""
+        return [Failure(s.video, s.exp_id, s.failure) for s in self.scores if s.failure is not None]
+
+    def _subset_summary(self, scores: Sequence[ExpressionScore]) -> dict[str, float | None]:
+        out = {name: _mean([s.values[name] for s in scores]) for name in self.metric_names}
+        out["J&F"] = None if out["J"] is None else (out["J"] + out["F"]) / 2
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """The summary dictionary (subclasses define the subsets)."""
+        raise NotImplementedError
+
+    def as_dict(self) -> dict[str, Any]:
+        """Summary (values rounded to 4 decimals) plus counts, mode and failures, JSON-ready."""
+        out: dict[str, Any] = {}
+        for key, value in self.summary().items():
+            out[key] = {k: _round(v) for k, v in value.items()} if isinstance(value, dict) else _round(value)
+        out["num_expressions"] = len(self.scores)
+        out["mode"] = self.mode
+        out["failures"] = [f._asdict() for f in self.failures]
+        return out
+
+    def to_json(self, path: str | Path) -> Path:
+        """Write :meth:`as_dict` as JSON (``null`` for empty subsets). Returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.as_dict(), indent=2) + "\n", encoding="utf-8")
+        return path
+
+    def to_csv(self, path: str | Path) -> Path:
+        """One row per expression: video, exp_id, type_id, metrics, failure reason, text. Returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        names = list(self.metric_names) + ["J&F"]
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["video", "exp_id", "type_id", *names, "failure", "text"])
+            for s in self.scores:
+                writer.writerow(
+                    [
+                        s.video,
+                        s.exp_id,
+                        s.type_id,
+                        *(f"{s.values[n]:.2f}" for n in names),
+                        s.failure or "",
+                        s.text,
+                    ]
+                )
+        return path
+
+    def _rows(self) -> list[tuple[str, int, dict[str, float | None]]]:
+        raise NotImplementedError
+
+    def table(self) -> str:
+        """A markdown table of the summary, followed by the list of failures (if any)."""
+        names = ["J&F", *self.metric_names]
+        lines = ["| subset | # | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
+        for label, count, values in self._rows():
+            cells = ["-" if values[n] is None else f"{values[n]:.2f}" for n in names]
+            lines.append(f"| {label} | {count} | " + " | ".join(cells) + " |")
+        failures = self.failures
+        if failures:
+            lines.append("")
+            lines.append(f"{len(failures)} expression(s) scored 0 because of their prediction:")
+            lines.extend(f"  {f.video} / {f.exp_id}: {f.reason}" for f in failures)
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(dataset={self.dataset!r}, expressions={len(self.scores)}, "
+            f"failures={len(self.failures)}, mode={self.mode!r})"
+        )
+
+
+class RevosResult(_EvalResult):
+    """ReVOS result: subsets ``referring``, ``reasoning``, ``overall``, ``no_target``; J, F, J&F, A, R."""
+
+    metric_names = REVOS_METRICS
+
+    def by_type(self, type_id: int) -> list[ExpressionScore]:
+        """The expressions of one ``type_id``."""
+        return [s for s in self.scores if s.type_id == type_id]
+
+    def summary(self) -> dict[str, dict[str, float | None]]:
+        """``{"referring", "reasoning", "overall", "no_target"}`` -> ``{J, F, J&F, A, R}`` (0-100)."""
+        referring = self._subset_summary(self.by_type(0))
+        reasoning = self._subset_summary(self.by_type(1))
+        overall = {}
+        for name in referring:
+            present = [v for v in (referring[name], reasoning[name]) if v is not None]
+            overall[name] = _mean(present)
+        return {
+            "referring": referring,
+            "reasoning": reasoning,
+            "overall": overall,
+            "no_target": self._subset_summary(self.by_type(2)),
+        }
+
+    def _rows(self) -> list[tuple[str, int, dict[str, float | None]]]:
+        summary = self.summary()
+        counts = {name: len(self.by_type(t)) for t, name in TYPE_NAMES.items()}
+        counts["overall"] = counts["referring"] + counts["reasoning"]
+        return [
+            (name, counts[name], summary[name]) for name in ("referring", "reasoning", "overall", "no_target")
+        ]
+
+
+class RvosResult(_EvalResult):
+    """MeViS / Ref-DAVIS17 result: J, F, J&F as means over all expressions (``J&F = (J + F) / 2``)."""
+
+    metric_names = RVOS_METRICS
+
+    def summary(self) -> dict[str, float | None]:
+        """``{"J", "F", "J&F"}`` on 0-100."""
+        return self._subset_summary(self.scores)
+
+    def _rows(self) -> list[tuple[str, int, dict[str, float | None]]]:
+        return [(self.dataset, len(self.scores), self.summary())]
+
+
+# ------------------------------------------------------------------------------------------ per expression
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+
+
+def _frame_scores(
+    pred: np.ndarray, gt: np.ndarray, fg: np.ndarray | None, names: Sequence[str], mode: str
+) -> dict[str, np.ndarray]:
+    """Per-frame metric values for a chunk ``[t, H, W]``."""
+    out = {
+        "J": np.atleast_1d(metrics.jaccard(pred, gt)),
+        "F": np.atleast_1d(metrics.f_measure(pred, gt)),
+    }
+    if "A" in names:
+        out["A"] = np.atleast_1d(metrics.accuracy(pred, gt, mode=mode))
+    if "R" in names:
+        out["R"] = np.atleast_1d(metrics.robustness(pred, gt, fg, mode=mode))
+    return out
+
+
+def _expression_values(sums: dict[str, float], num_frames: int) -> dict[str, float]:
+    """Means over frames -> 0-100 rounded to 2 decimals; ``J&F`` from the unrounded means (as VISA)."""
+    means = {k: v / num_frames for k, v in sums.items()}
+    values = {k: round(100 * v, 2) for k, v in means.items()}
+    values["J&F"] = round(100 * (means["J"] + means["F"]) / 2, 2)
+    return values
+
+
+def _zeros(names: Sequence[str]) -> dict[str, float]:
+    return {**{n: 0.0 for n in names}, "J&F": 0.0}
+
+
+def _read_prediction(folder: Path, frames: Sequence[str], height: int, width: int) -> np.ndarray:
+    """Read PNG frames as raw grayscale values ``uint8 [t, H, W]``; raise :class:`PredictionError`."""
+    import cv2
+
+    out = np.empty((len(frames), height, width), dtype=np.uint8)
+    for t, frame in enumerate(frames):
+        path = folder / f"{frame}.png"
+        if not path.is_file():
+            raise PredictionError(f"missing frame {path}")
+        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if image is None:
+            raise PredictionError(f"unreadable PNG {path}")
+        if image.shape != (height, width):
+            raise PredictionError(f"{path} is {image.shape[0]}x{image.shape[1]}, expected {height}x{width}")
+        out[t] = image
+    return out
+
+
+def _as_raw(masks: Any, shape: tuple[int, int, int]) -> np.ndarray:
+    """In-memory prediction -> the raw values its PNG would hold: bool -> 0/255, integers kept."""
+    array = np.asarray(masks)
+    if array.shape != shape:
+        raise PredictionError(f"prediction has shape {list(array.shape)}, expected {list(shape)} ([T, H, W])")
+    if array.dtype == bool:
+        return array.astype(np.uint8) * 255
+    if not np.issubdtype(array.dtype, np.integer) or array.min(initial=0) < 0 or array.max(initial=0) > 255:
+        raise PredictionError(f"prediction must be bool or integers in 0..255, got {array.dtype}")
+    return array.astype(np.uint8)
+
+
+def _score(
+    split: RevosSplit,
+    video: str,
+    exp: Expression,
+    names: Sequence[str],
+    mode: str,
+    read_chunk: Callable[[slice, list[str]], np.ndarray],
+) -> ExpressionScore:
+    """Score one expression chunk by chunk; a :class:`PredictionError` (or any error) scores 0."""
+    meta = split.videos[video]
+    sums = {n: 0.0 for n in names}
+    try:
+        for start in range(0, len(meta.frames), FRAME_CHUNK):
+            chunk = slice(start, min(start + FRAME_CHUNK, len(meta.frames)))
+            pred = read_chunk(chunk, meta.frames[chunk])
+            gt = split.gt_masks(video, exp.exp_id, chunk)
+            fg = split.foreground_masks(video, chunk) if "R" in names else None
+            for name, per_frame in _frame_scores(pred, gt, fg, names, mode).items():
+                sums[name] += float(np.sum(per_frame))
+    except PredictionError as err:
+        return ExpressionScore(video, exp.exp_id, exp.type_id, exp.text, _zeros(names), str(err))
+    except Exception as err:  # noqa: BLE001 - VISA scores any failure 0; we also say why
+        reason = f"{type(err).__name__}: {err}"
+        return ExpressionScore(video, exp.exp_id, exp.type_id, exp.text, _zeros(names), reason)
+    return ExpressionScore(
+        video, exp.exp_id, exp.type_id, exp.text, _expression_values(sums, len(meta.frames))
+    )
+
+
+def _score_from_files(split: RevosSplit, pred_dir: Path, video: str, exp: Expression, names, mode):
+    meta = split.videos[video]
+    folder = pred_dir / video / exp.exp_id
+    if not folder.is_dir():
+        missing = pred_dir / video if not (pred_dir / video).is_dir() else folder
+        return ExpressionScore(
+            video, exp.exp_id, exp.type_id, exp.text, _zeros(names), f"missing folder {missing}"
+        )
+
+    def read_chunk(_chunk: slice, frames: list[str]) -> np.ndarray:
+        return _read_prediction(folder, frames, meta.height, meta.width)
+
+    return _score(split, video, exp, names, mode, read_chunk)
+
+
+# Set in the parent before the pool forks, so workers share the split (copy-on-write) instead of pickling it.
+_JOB: dict[str, Any] = {}
+
+
+def _pool_task(index: int) -> tuple[int, ExpressionScore]:
+    video, exp = _JOB["tasks"][index]
+    return index, _score_from_files(_JOB["split"], _JOB["pred_dir"], video, exp, _JOB["names"], _JOB["mode"])
+
+
+def _run(
+    split: RevosSplit,
+    pred_dir: Path,
+    names: Sequence[str],
+    mode: str,
+    workers: int | None,
+    progress: bool,
+) -> list[ExpressionScore]:
+    """Score every expression of ``split``; results in the split's order whatever the worker count."""
+    tasks = list(split.expressions())
+    workers = (os.cpu_count() or 1) if workers is None else int(workers)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    workers = min(workers, max(len(tasks), 1))
+    if "fork" not in mp.get_all_start_methods():
+        workers = 1  # sharing the split by fork is the point; elsewhere (Windows) run in-process
+    bar = tqdm(total=len(tasks), desc=f"evaluating {split.split}", unit="expr", disable=not progress)
+    results: list[ExpressionScore | None] = [None] * len(tasks)
+    try:
+        if workers == 1:
+            for i, (video, exp) in enumerate(tasks):
+                results[i] = _score_from_files(split, pred_dir, video, exp, names, mode)
+                bar.update()
+        else:
+            _JOB.update(split=split, pred_dir=pred_dir, names=tuple(names), mode=mode, tasks=tasks)
+            try:
+                with mp.get_context("fork").Pool(workers) as pool:
+                    for i, score in pool.imap_unordered(_pool_task, range(len(tasks))):
+                        results[i] = score
+                        bar.update()
+            finally:
+                _JOB.clear()
+    finally:
+        bar.close()
+    return [r for r in results if r is not None]
+
+
+def _check_pred_dir(pred_dir: str | Path) -> Path:
+    pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise FileNotFoundError(
+            f"prediction folder {pred_dir} does not exist; expected PRED_DIR/<video>/<exp_id>/<frame>.png"
+        )
+    return pred_dir
+
+
+# ------------------------------------------------------------------------------------------------ public API
+
+
+def evaluate_revos(
+    pred_dir: str | Path,
+    data_root: str | Path,
+    split: str = "valid",
+    mode: str = "visa",
+    workers: int | None = None,
+    progress: bool = True,
+) -> RevosResult:
+    """Evaluate PNG predictions on a ReVOS-format split with VISA's J, F, A, R and aggregation.
+
+    Args:
+        pred_dir: folder with ``<video>/<exp_id>/<frame>.png`` (0/255 grayscale as VISA writes them).
+        data_root: folder with ``meta_expressions_<split>_.json``, ``mask_dict.json`` and
+            ``mask_dict_foreground.json`` (computed from ``mask_dict.json`` when absent).
+        split: split name.
+        mode: ``"visa"`` (raw values, reproduces published A/R) or ``"binary"`` (binarised inputs).
+        workers: processes (default: all cores); ``1`` runs in this process.
+        progress: show a tqdm bar.
+
+    Returns:
+        :class:`RevosResult` (``.summary()``, ``.table()``, ``.to_json()``, ``.to_csv()``, ``.failures``).
+    """
+    _check_mode(mode)
+    pred_dir = _check_pred_dir(pred_dir)
+    data = load_revos(data_root, split)
+    return RevosResult(_run(data, pred_dir, REVOS_METRICS, mode, workers, progress), mode, f"revos/{split}")
+
+
+def evaluate_mevis(
+    pred_dir: str | Path,
+    data_root: str | Path,
+    split: str = "valid_u",
+    workers: int | None = None,
+    progress: bool = True,
+) -> RvosResult:
+    """Evaluate PNG predictions on a MeViS split: J, F, J&F over all expressions (``tools/eval_mevis.py``).
+
+    Args:
+        pred_dir: folder with ``<video>/<exp_id>/<frame>.png``.
+        data_root: MeViS folder holding ``<split>/`` (or the split folder itself).
+        split: ``"valid_u"`` by default, as VISA.
+        workers, progress: as :func:`evaluate_revos`.
+    """
+    pred_dir = _check_pred_dir(pred_dir)
+    data = load_mevis(data_root, split)
+    return RvosResult(_run(data, pred_dir, RVOS_METRICS, "visa", workers, progress), "visa", f"mevis/{split}")
+
+
+def evaluate_davis17(
+    pred_dir: str | Path,
+    data_root: str | Path,
+    split: str = "valid",
+    workers: int | None = None,
+    progress: bool = True,
+) -> RvosResult:
+    """Evaluate PNG predictions on Ref-DAVIS17 (``mask_dict.pkl`` keyed by the running expression index).
+
+    Args:
+        pred_dir: folder with ``<video>/<exp_id>/<frame>.png``.
+        data_root: Ref-DAVIS17 folder holding ``<split>/`` (or the split folder itself).
+        split: ``"valid"`` by default.
+        workers, progress: as :func:`evaluate_revos`.
+    """
+    pred_dir = _check_pred_dir(pred_dir)
+    data = load_davis17(data_root, split)
+    return RvosResult(
+        _run(data, pred_dir, RVOS_METRICS, "visa", workers, progress), "visa", f"davis17/{split}"
+    )
+
+
+def evaluate_predictions(
+    split: RevosSplit,
+    predictions: Mapping[tuple[str, str], np.ndarray] | Callable[[str, Expression], np.ndarray],
+    mode: str = "visa",
+    metric_names: Sequence[str] = REVOS_METRICS,
+    progress: bool = True,
+) -> RevosResult | RvosResult:
+    """Score in-memory predictions with exactly the numbers the file-based path would give.
+
+    Args:
+        split: a loaded split (:func:`~visa_lib.data.revos.load_revos`, ``load_mevis``, ``load_davis17``).
+        predictions: ``{(video, exp_id): [T, H, W]}`` or ``predict(video, Expression) -> [T, H, W]``.
+            ``bool`` masks count as the 0/255 PNGs VISA writes; integer arrays are raw PNG values (0-255).
+            A missing key, an exception in ``predict`` or a wrong shape scores 0 and is listed.
+        mode: ``"visa"`` or ``"binary"`` (see the module docstring).
+        metric_names: ``("J", "F", "A", "R")`` -> :class:`RevosResult`; ``("J", "F")`` -> :class:`RvosResult`.
+        progress: show a tqdm bar.
+    """
+    _check_mode(mode)
+    names = tuple(metric_names)
+    if names not in (REVOS_METRICS, RVOS_METRICS):
+        raise ValueError(f"metric_names must be {REVOS_METRICS} or {RVOS_METRICS}, got {names}")
+    scores = []
+    for video, exp in tqdm(list(split.expressions()), desc="evaluating", unit="expr", disable=not progress):
+        meta = split.videos[video]
+        shape = (len(meta.frames), meta.height, meta.width)
+        try:
+            if callable(predictions):
+                raw = _as_raw(predictions(video, exp), shape)
+            elif (video, exp.exp_id) in predictions:
+                raw = _as_raw(predictions[(video, exp.exp_id)], shape)
+            else:
+                raise PredictionError(f"no prediction for ({video!r}, {exp.exp_id!r})")
+        except Exception as err:  # noqa: BLE001 - a broken prediction scores 0 and is listed
+            reason = str(err) if isinstance(err, PredictionError) else f"{type(err).__name__}: {err}"
+            scores.append(ExpressionScore(video, exp.exp_id, exp.type_id, exp.text, _zeros(names), reason))
+            continue
+        scores.append(_score(split, video, exp, names, mode, lambda chunk, _frames, raw=raw: raw[chunk]))
+    result_cls = RevosResult if names == REVOS_METRICS else RvosResult
+    return result_cls(scores, mode, split.split)
+
+
+def write_predictions(
+    pred_dir: str | Path,
+    video: str,
+    exp_id: str,
+    frames: Sequence[str],
+    masks: np.ndarray,
+) -> Path:
+    """Write one expression's masks as ``pred_dir/<video>/<exp_id>/<frame>.png``, 0/255 grayscale like VISA.
+
+    Args:
+        pred_dir: prediction root.
+        video: video name (may contain "/").
+        exp_id: expression id.
+        frames: frame names, one per mask.
+        masks: ``bool`` ``[T, H, W]`` (non-zero = foreground).
+
+    Returns:
+        The expression folder.
+    """
+    from PIL import Image
+
+    masks = np.asarray(masks)
+    if masks.ndim != 3 or masks.shape[0] != len(frames):
+        raise ValueError(
+            f"masks must be [T, H, W] with T = len(frames) = {len(frames)}, got {list(masks.shape)}"
+        )
+    folder = Path(pred_dir) / video / str(exp_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    for frame, mask in zip(frames, masks, strict=True):
+        Image.fromarray(((mask != 0) * 255).astype(np.uint8)).save(folder / f"{frame}.png")
+    return folder
