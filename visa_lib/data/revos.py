@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from visa_lib.data.rle import RLE, decode_rle, encode_rle, encode_video_rle
+from visa_lib.data.rle import RLE, decode_rles, encode_rle, encode_video_rle
 
 #: Subset names of ``type_id`` 0, 1 and 2 (the last one is excluded from VISA's summaries).
 TYPE_NAMES = {0: "referring", 1: "reasoning", 2: "no_target"}
@@ -334,12 +334,7 @@ class RevosSplit:
             )
 
     def _decode(self, rles: Sequence[RLE | None], video: VideoMeta, frames: slice) -> np.ndarray:
-        selected = rles[frames]
-        out = np.zeros((len(selected), video.height, video.width), dtype=np.uint8)
-        for t, rle in enumerate(selected):
-            if rle is not None:
-                out[t] = decode_rle(rle, (video.height, video.width))
-        return out
+        return decode_rles(rles[frames], (video.height, video.width))
 
     def gt_masks(self, video: str, exp_id: str, frames: slice | None = None) -> np.ndarray:
         """Ground truth of one expression as VISA's evaluator builds it.

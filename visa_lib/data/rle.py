@@ -7,6 +7,7 @@ the array handed to it must be Fortran-contiguous; forgetting this gives a trans
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -60,14 +61,44 @@ def decode_rle(rle: RLE | None, size: Sequence[int] | None = None) -> np.ndarray
         raise ValueError(f"decode_rle: RLE size {[height, width]} differs from size= {list(size)}")
     if height == 0 or width == 0:
         return np.zeros((height, width), dtype=np.uint8)
+    return decode_rles([rle], (height, width))[0]
+
+
+def _compressed(rle: RLE) -> RLE:
+    """pycocotools wants bytes for compressed counts; a list of ints is the uncompressed variant."""
     counts = rle["counts"]
-    # pycocotools wants bytes for compressed counts; a list of ints is the uncompressed variant.
     if isinstance(counts, str):
-        counts = counts.encode("ascii")
-    elif isinstance(counts, list):
-        counts = _coco_mask.frPyObjects({"size": [height, width], "counts": counts}, height, width)["counts"]
-    decoded = _coco_mask.decode({"size": [height, width], "counts": counts})
-    return np.ascontiguousarray(decoded, dtype=np.uint8)
+        return {"size": rle["size"], "counts": counts.encode("ascii")}
+    if isinstance(counts, list):
+        height, width = (int(v) for v in rle["size"])
+        return _coco_mask.frPyObjects({"size": [height, width], "counts": counts}, height, width)
+    return rle
+
+
+def decode_rles(rles: Sequence[RLE | None], size: Sequence[int]) -> np.ndarray:
+    """Decode a list of RLEs (``None`` = empty frame) of one size in a single pycocotools call.
+
+    Args:
+        rles: ``T`` RLE dicts or ``None``; every RLE must have size ``size``.
+        size: ``(H, W)``.
+
+    Returns:
+        ``uint8`` array ``[T, H, W]`` with values 0 and 1.
+    """
+    height, width = int(size[0]), int(size[1])
+    out = np.zeros((len(rles), height, width), dtype=np.uint8)
+    present = [i for i, rle in enumerate(rles) if rle is not None]
+    if not present or height == 0 or width == 0:
+        return out
+    for i in present:
+        if [int(v) for v in rles[i]["size"]] != [height, width]:
+            raise ValueError(f"decode_rles: RLE {i} has size {rles[i]['size']}, expected {[height, width]}")
+    with warnings.catch_warnings():
+        # pycocotools' Cython code trips numpy 2's copy-keyword deprecation; it is harmless here.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        decoded = _coco_mask.decode([_compressed(rles[i]) for i in present])  # [H, W, n], Fortran order
+    out[present] = np.moveaxis(decoded, -1, 0)
+    return out
 
 
 def encode_video_rle(masks: np.ndarray, empty_as_none: bool = True) -> list[RLE | None]:
