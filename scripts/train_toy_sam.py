@@ -1,0 +1,264 @@
+"""Pretrain the toy SAM on ReasonVOS-lite frames, so that it really segments (it stands in for SAM ViT-H).
+
+The model is ``build_sam("toy", pretrained=False)``: segment_anything's own ImageEncoderViT,
+PromptEncoder and MaskDecoder at small widths. Training data are fresh in-memory clips from the
+ReasonVOS-lite generator (``visa_lib.data.synthetic.make_video``), held in a pool of clips of which
+one is replaced every step, so the model keeps seeing new scenes without rendering a whole batch
+per step. Every image is decoded with point prompts and with box prompts for up to three of its
+visible objects, and ``--class-prob`` of the images also with class prompts:
+
+* **points**: 1-3 clicks, the first inside the object, the others inside (70 %) or outside it;
+* **box**: the object's bounding box with each side jittered by up to 10 % of its length;
+* **class**: one learned vector per object description ("cat", "red square") given as a single
+  sparse token with the dense ``no_mask_embed`` -- exactly the form of VISA's ``[SEG]`` prompt. The
+  target is every object with that description; 15 % of the class prompts name an absent
+  description and ask for an empty mask. These vectors are discarded after training; they make the
+  frozen image embedding carry category/colour information and get the decoder used to one-token
+  prompts, which is how VISA will prompt it.
+
+Loss per mask: BCE (mean over pixels) + DICE (VISA's form), on the logits brought back to the frame
+size by ``postprocess_masks``; averaged over masks. Only the single-mask output is trained (VISA uses
+``multimask_output=False``); the multimask tokens and the IoU head keep their initial weights.
+
+    OMP_NUM_THREADS=1 nohup python scripts/train_toy_sam.py > outputs/train_toy_sam.log 2>&1 &
+
+Writes ``data_samples/weights/toy_sam.safetensors`` (every ``--save-every`` steps and at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from visa_lib.data import sprites
+from visa_lib.data.synthetic import make_video
+from visa_lib.model.sam import (
+    TOY_SAM_WEIGHTS,
+    build_sam,
+    decode_from_embeddings,
+    decode_from_prompts,
+    preprocess_for_sam,
+    save_sam,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from eval_toy_sam import evaluate, synthetic_samples  # noqa: E402  (sibling script)
+
+#: Every object description the generator can produce; index = row of the class-prompt table.
+DESCRIPTIONS = sorted(
+    [sprites.PHOTO_CATEGORIES[c][0] for c in sprites.PHOTO_CATEGORIES]
+    + [f"{colour} {sprites.SHAPES[s][0]}" for s in sprites.SHAPES for colour in sprites.COLOURS]
+)
+#: Seed of the training clips (the held-out evaluation uses eval_toy_sam.HELDOUT_SEED).
+TRAIN_SEED = 31337
+MIN_AREA = 20
+
+
+@dataclass
+class Clip:
+    """A short rendered clip: frames uint8 [T,H,W,3], masks bool [N,T,H,W], descriptions of the N objects."""
+
+    frames: np.ndarray
+    masks: np.ndarray
+    descriptions: list[str]
+
+
+def render_clip(index: int, num_frames: int) -> Clip:
+    frames, masks, info = make_video(np.random.default_rng([TRAIN_SEED, index]), num_frames=num_frames)
+    return Clip(frames, masks, [o.desc for o in info.objects])
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """VISA's DICE, unscaled form: ``1 - (2 sum(p t) + eps) / (sum p + sum t + eps)`` per mask, [K]."""
+    p = logits.sigmoid().flatten(1)
+    t = target.flatten(1)
+    return 1 - (2 * (p * t).sum(-1) + eps) / (p.sum(-1) + t.sum(-1) + eps)
+
+
+def _random_pixel(rng: np.random.Generator, region: np.ndarray) -> tuple[float, float]:
+    ys, xs = np.nonzero(region)
+    i = int(rng.integers(len(ys)))
+    return float(xs[i]), float(ys[i])
+
+
+def point_prompts(rng: np.random.Generator, masks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clicks for each mask: coords float [K,P,2] (x, y), labels int [K,P] (1 in, 0 out, -1 padding)."""
+    clicks = []
+    for m in masks:
+        pts = [(*_random_pixel(rng, m), 1)]
+        for _ in range(int(rng.choice([0, 0, 0, 1, 2]))):
+            inside = rng.random() < 0.7
+            pts.append((*_random_pixel(rng, m if inside else ~m), int(inside)))
+        clicks.append(pts)
+    width = max(len(c) for c in clicks)
+    coords = torch.zeros(len(masks), width, 2)
+    labels = -torch.ones(len(masks), width, dtype=torch.int64)
+    for k, pts in enumerate(clicks):
+        for j, (x, y, label) in enumerate(pts):
+            coords[k, j] = torch.tensor([x, y])
+            labels[k, j] = label
+    return coords, labels
+
+
+def box_prompts(rng: np.random.Generator, masks: np.ndarray) -> torch.Tensor:
+    """Jittered bounding boxes float [K,4] (x0, y0, x1, y1)."""
+    h, w = masks.shape[-2:]
+    boxes = []
+    for m in masks:
+        ys, xs = np.nonzero(m)
+        x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
+        bw, bh = x1 - x0 + 1, y1 - y0 + 1
+        jitter = rng.uniform(-0.1, 0.1, 4) * np.array([bw, bh, bw, bh])
+        box = np.array([x0, y0, x1, y1], dtype=np.float64) + jitter
+        box = np.clip(box, 0, [w - 1, h - 1, w - 1, h - 1])
+        boxes.append(box)
+    return torch.tensor(np.array(boxes), dtype=torch.float32)
+
+
+def sample_image(rng: np.random.Generator, pool: list[Clip], max_objects: int = 3):
+    """A random frame of the pool with the masks of up to ``max_objects`` visible objects."""
+    while True:
+        clip = pool[int(rng.integers(len(pool)))]
+        t = int(rng.integers(len(clip.frames)))
+        frame, masks = clip.frames[t], clip.masks[:, t]
+        if rng.random() < 0.5:  # horizontal flip
+            frame, masks = frame[:, ::-1], masks[:, :, ::-1]
+        visible = [k for k in range(len(masks)) if masks[k].sum() >= MIN_AREA]
+        if visible:
+            chosen = rng.permutation(visible)[:max_objects]
+            return np.ascontiguousarray(frame), np.ascontiguousarray(masks), clip.descriptions, chosen
+
+
+def class_targets(
+    rng: np.random.Generator, masks: np.ndarray, descriptions: list[str], chosen: np.ndarray
+) -> tuple[list[int], np.ndarray]:
+    """Class-prompt indices and their targets: the union of all objects with the chosen description."""
+    indices, targets = [], []
+    for k in chosen:
+        name = descriptions[k]
+        if name in [DESCRIPTIONS[i] for i in indices]:
+            continue
+        indices.append(DESCRIPTIONS.index(name))
+        targets.append(np.any([masks[j] for j in range(len(masks)) if descriptions[j] == name], axis=0))
+    if rng.random() < 0.15:
+        absent = [i for i, d in enumerate(DESCRIPTIONS) if d not in descriptions]
+        indices.append(int(rng.choice(absent)))
+        targets.append(np.zeros_like(masks[0]))
+    return indices, np.stack(targets)
+
+
+def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
+    """Linear warm-up, then cosine decay to 5 % of the peak."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train(args: argparse.Namespace) -> None:
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    sam = build_sam("toy", pretrained=False)
+    sam.train()
+    dim = sam.prompt_encoder.embed_dim
+    class_embed = torch.nn.Embedding(len(DESCRIPTIONS), dim)
+    torch.nn.init.normal_(class_embed.weight, std=0.5)
+    params = [p for p in sam.parameters() if p.requires_grad] + list(class_embed.parameters())
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+
+    pool = [render_clip(i, args.clip_frames) for i in tqdm(range(args.pool), desc="initial clip pool")]
+    next_clip = args.pool
+    heldout = synthetic_samples(args.eval_videos)
+    img_size = sam.image_encoder.img_size
+    start = time.time()
+    bar = tqdm(range(args.steps), desc="toy SAM", mininterval=30)
+    running = None
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, args.steps, args.warmup, args.lr)
+        pool[int(rng.integers(len(pool)))] = render_clip(next_clip, args.clip_frames)  # refresh one clip
+        next_clip += 1
+
+        images = [sample_image(rng, pool) for _ in range(args.batch)]
+        pixels, resized = preprocess_for_sam(np.stack([im[0] for im in images]), img_size)
+        original = images[0][0].shape[:2]
+        embeddings = sam.image_encoder(pixels)
+        losses = []
+        for b, (_frame, masks, descriptions, chosen) in enumerate(images):
+            # The image encoder dominates the cost, so each image is decoded several times.
+            kinds = ["point", "box"] + (["class"] if rng.random() < args.class_prob else [])
+            emb = embeddings[b : b + 1]
+            for kind in kinds:
+                if kind == "class":
+                    indices, targets = class_targets(rng, masks, descriptions, chosen)
+                    prompts = class_embed(torch.tensor(indices))
+                    logits = decode_from_embeddings(sam, emb, prompts, resized, original)
+                elif kind == "point":
+                    targets = masks[chosen]
+                    clicks = point_prompts(rng, targets)
+                    logits = decode_from_prompts(sam, emb, resized, original, points=clicks)
+                else:
+                    targets = masks[chosen]
+                    logits = decode_from_prompts(sam, emb, resized, original, boxes=box_prompts(rng, targets))
+                target = torch.from_numpy(targets).float()
+                bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).mean(-1)
+                losses.append(bce + dice_loss(logits, target))
+        loss = torch.cat(losses).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        bar.set_postfix(loss=f"{running:.3f}", refresh=False)
+        last = step + 1 == args.steps
+        if (step + 1) % args.eval_every == 0 or last:
+            sam.eval()
+            result = evaluate(sam, heldout, progress=False)
+            sam.train()
+            minutes = (time.time() - start) / 60
+            print(
+                f"step {step + 1}: loss {running:.4f}, held-out mIoU point {result['point_miou']:.1f} "
+                f"box {result['box_miou']:.1f} ({result['objects']} objects), {minutes:.1f} min",
+                flush=True,
+            )
+        if (step + 1) % args.save_every == 0 or last:
+            sam.eval()
+            save_sam(sam, args.out)
+            sam.train()
+    minutes = (time.time() - start) / 60
+    print(f"saved {args.out} ({args.out.stat().st_size / 1e6:.2f} MB) after {minutes:.1f} min")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Pretrain the toy SAM on ReasonVOS-lite frames.")
+    parser.add_argument("--steps", type=int, default=2600)
+    parser.add_argument("--batch", type=int, default=4, help="images per step (up to 3 objects each)")
+    parser.add_argument("--class-prob", type=float, default=0.3, help="share of images with class prompts")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--weight-decay", type=float, default=0.01)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--pool", type=int, default=64, help="clips kept in memory (one replaced per step)")
+    parser.add_argument("--clip-frames", type=int, default=4, help="frames per rendered clip")
+    parser.add_argument("--eval-every", type=int, default=400)
+    parser.add_argument("--eval-videos", type=int, default=8, help="held-out synthetic videos for monitoring")
+    parser.add_argument("--save-every", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=TOY_SAM_WEIGHTS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    train(args)
+
+
+if __name__ == "__main__":
+    main()
