@@ -234,6 +234,9 @@ def test_mevis_round_trip(tmp_path):
         np.testing.assert_array_equal(split.gt_masks("vid_b", "1"), expected)
     with pytest.raises(FileNotFoundError, match="no meta_expressions.json"):
         load_mevis(tmp_path, "valid")
+    (folder / "mask_dict.json").unlink()
+    with pytest.raises(FileNotFoundError, match="evaluate on 'valid_u' instead"):
+        load_mevis(folder)
 
 
 def test_mevis_size_unknown_without_frames(tmp_path):

@@ -284,57 +284,89 @@ def _as_raw(masks: Any, shape: tuple[int, int, int]) -> np.ndarray:
     return array.astype(np.uint8)
 
 
-def _score(
+#: ``reader(chunk, frame names) -> uint8 [t, H, W]`` raw prediction values of one expression.
+Reader = Callable[[slice, list[str]], np.ndarray]
+
+
+def _score_video(
     split: RevosSplit,
     video: str,
-    exp: Expression,
+    readers: Mapping[str, Reader],
+    failed: Mapping[str, str],
     names: Sequence[str],
     mode: str,
-    read_chunk: Callable[[slice, list[str]], np.ndarray],
-) -> ExpressionScore:
-    """Score one expression chunk by chunk; a :class:`PredictionError` (or any error) scores 0."""
+) -> list[ExpressionScore]:
+    """Score every expression of one video, chunk by chunk.
+
+    The video's foreground is decoded once per chunk and shared by its expressions. An expression in
+    ``failed`` (reason known up front), or whose reader raises, scores 0 with the reason recorded (any
+    exception counts, as in VISA, but it is never silent).
+
+    Args:
+        split: the loaded split.
+        video: video name.
+        readers: ``{exp_id: reader}`` for the expressions that have a prediction.
+        failed: ``{exp_id: reason}`` for those that do not.
+        names: metric names to compute.
+        mode: ``"visa"`` or ``"binary"``.
+
+    Returns:
+        One :class:`ExpressionScore` per expression of the video, in file order.
+    """
     meta = split.videos[video]
-    sums = {n: 0.0 for n in names}
-    try:
-        for start in range(0, len(meta.frames), FRAME_CHUNK):
-            chunk = slice(start, min(start + FRAME_CHUNK, len(meta.frames)))
-            pred = read_chunk(chunk, meta.frames[chunk])
-            gt = split.gt_masks(video, exp.exp_id, chunk)
-            fg = split.foreground_masks(video, chunk) if "R" in names else None
-            for name, per_frame in _frame_scores(pred, gt, fg, names, mode).items():
-                sums[name] += float(np.sum(per_frame))
-    except PredictionError as err:
-        return ExpressionScore(video, exp.exp_id, exp.type_id, exp.text, _zeros(names), str(err))
-    except Exception as err:  # noqa: BLE001 - VISA scores any failure 0; we also say why
-        reason = f"{type(err).__name__}: {err}"
-        return ExpressionScore(video, exp.exp_id, exp.type_id, exp.text, _zeros(names), reason)
-    return ExpressionScore(
-        video, exp.exp_id, exp.type_id, exp.text, _expression_values(sums, len(meta.frames))
-    )
+    failed = dict(failed)
+    sums = {exp_id: {n: 0.0 for n in names} for exp_id in meta.expressions}
+    for start in range(0, len(meta.frames), FRAME_CHUNK):
+        alive = [e for e in meta.expressions if e not in failed]
+        if not alive:
+            break
+        chunk = slice(start, min(start + FRAME_CHUNK, len(meta.frames)))
+        fg = split.foreground_masks(video, chunk) if "R" in names else None
+        for exp_id in alive:
+            try:
+                pred = readers[exp_id](chunk, meta.frames[chunk])
+                gt = split.gt_masks(video, exp_id, chunk)
+                for name, per_frame in _frame_scores(pred, gt, fg, names, mode).items():
+                    sums[exp_id][name] += float(np.sum(per_frame))
+            except PredictionError as err:
+                failed[exp_id] = str(err)
+            except Exception as err:  # noqa: BLE001 - VISA scores any failure 0; we also say why
+                failed[exp_id] = f"{type(err).__name__}: {err}"
+    scores = []
+    for exp_id, exp in meta.expressions.items():
+        if exp_id in failed:
+            values, reason = _zeros(names), failed[exp_id]
+        else:
+            values, reason = _expression_values(sums[exp_id], len(meta.frames)), None
+        scores.append(ExpressionScore(video, exp_id, exp.type_id, exp.text, values, reason))
+    return scores
 
 
-def _score_from_files(split: RevosSplit, pred_dir: Path, video: str, exp: Expression, names, mode):
+def _score_video_files(
+    split: RevosSplit, pred_dir: Path, video: str, names: Sequence[str], mode: str
+) -> list[ExpressionScore]:
+    """:func:`_score_video` on ``pred_dir/<video>/<exp_id>/<frame>.png``."""
     meta = split.videos[video]
-    folder = pred_dir / video / exp.exp_id
-    if not folder.is_dir():
-        missing = pred_dir / video if not (pred_dir / video).is_dir() else folder
-        return ExpressionScore(
-            video, exp.exp_id, exp.type_id, exp.text, _zeros(names), f"missing folder {missing}"
+    readers: dict[str, Reader] = {}
+    failed: dict[str, str] = {}
+    for exp_id in meta.expressions:
+        folder = pred_dir / video / exp_id
+        if not folder.is_dir():
+            missing = pred_dir / video if not (pred_dir / video).is_dir() else folder
+            failed[exp_id] = f"missing folder {missing}"
+            continue
+        readers[exp_id] = lambda _chunk, frames, folder=folder: _read_prediction(
+            folder, frames, meta.height, meta.width
         )
-
-    def read_chunk(_chunk: slice, frames: list[str]) -> np.ndarray:
-        return _read_prediction(folder, frames, meta.height, meta.width)
-
-    return _score(split, video, exp, names, mode, read_chunk)
+    return _score_video(split, video, readers, failed, names, mode)
 
 
 # Set in the parent before the pool forks, so workers share the split (copy-on-write) instead of pickling it.
 _JOB: dict[str, Any] = {}
 
 
-def _pool_task(index: int) -> tuple[int, ExpressionScore]:
-    video, exp = _JOB["tasks"][index]
-    return index, _score_from_files(_JOB["split"], _JOB["pred_dir"], video, exp, _JOB["names"], _JOB["mode"])
+def _pool_task(video: str) -> tuple[str, list[ExpressionScore]]:
+    return video, _score_video_files(_JOB["split"], _JOB["pred_dir"], video, _JOB["names"], _JOB["mode"])
 
 
 def _run(
@@ -345,33 +377,34 @@ def _run(
     workers: int | None,
     progress: bool,
 ) -> list[ExpressionScore]:
-    """Score every expression of ``split``; results in the split's order whatever the worker count."""
-    tasks = list(split.expressions())
+    """Score every expression of ``split``, one task per video; results in file order whatever the workers."""
+    videos = list(split.videos)
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    workers = min(workers, max(len(tasks), 1))
+    workers = min(workers, max(len(videos), 1))
     if "fork" not in mp.get_all_start_methods():
         workers = 1  # sharing the split by fork is the point; elsewhere (Windows) run in-process
-    bar = tqdm(total=len(tasks), desc=f"evaluating {split.split}", unit="expr", disable=not progress)
-    results: list[ExpressionScore | None] = [None] * len(tasks)
+    desc = f"evaluating {split.split}"
+    bar = tqdm(total=split.num_expressions, desc=desc, unit="expr", disable=not progress)
+    results: dict[str, list[ExpressionScore]] = {}
     try:
         if workers == 1:
-            for i, (video, exp) in enumerate(tasks):
-                results[i] = _score_from_files(split, pred_dir, video, exp, names, mode)
-                bar.update()
+            for video in videos:
+                results[video] = _score_video_files(split, pred_dir, video, names, mode)
+                bar.update(len(results[video]))
         else:
-            _JOB.update(split=split, pred_dir=pred_dir, names=tuple(names), mode=mode, tasks=tasks)
+            _JOB.update(split=split, pred_dir=pred_dir, names=tuple(names), mode=mode)
             try:
                 with mp.get_context("fork").Pool(workers) as pool:
-                    for i, score in pool.imap_unordered(_pool_task, range(len(tasks))):
-                        results[i] = score
-                        bar.update()
+                    for video, scores in pool.imap_unordered(_pool_task, videos):
+                        results[video] = scores
+                        bar.update(len(scores))
             finally:
                 _JOB.clear()
     finally:
         bar.close()
-    return [r for r in results if r is not None]
+    return [score for video in videos for score in results.get(video, [])]
 
 
 def _check_pred_dir(pred_dir: str | Path) -> Path:
@@ -479,21 +512,24 @@ def evaluate_predictions(
     if names not in (REVOS_METRICS, RVOS_METRICS):
         raise ValueError(f"metric_names must be {REVOS_METRICS} or {RVOS_METRICS}, got {names}")
     scores = []
-    for video, exp in tqdm(list(split.expressions()), desc="evaluating", unit="expr", disable=not progress):
-        meta = split.videos[video]
+    for video, meta in tqdm(split.videos.items(), desc="evaluating", unit="video", disable=not progress):
         shape = (len(meta.frames), meta.height, meta.width)
-        try:
-            if callable(predictions):
-                raw = _as_raw(predictions(video, exp), shape)
-            elif (video, exp.exp_id) in predictions:
-                raw = _as_raw(predictions[(video, exp.exp_id)], shape)
-            else:
-                raise PredictionError(f"no prediction for ({video!r}, {exp.exp_id!r})")
-        except Exception as err:  # noqa: BLE001 - a broken prediction scores 0 and is listed
-            reason = str(err) if isinstance(err, PredictionError) else f"{type(err).__name__}: {err}"
-            scores.append(ExpressionScore(video, exp.exp_id, exp.type_id, exp.text, _zeros(names), reason))
-            continue
-        scores.append(_score(split, video, exp, names, mode, lambda chunk, _frames, raw=raw: raw[chunk]))
+        readers: dict[str, Reader] = {}
+        failed: dict[str, str] = {}
+        for exp_id, exp in meta.expressions.items():
+            try:
+                if callable(predictions):
+                    raw = _as_raw(predictions(video, exp), shape)
+                elif (video, exp_id) in predictions:
+                    raw = _as_raw(predictions[(video, exp_id)], shape)
+                else:
+                    raise PredictionError(f"no prediction for ({video!r}, {exp_id!r})")
+            except Exception as err:  # noqa: BLE001 - a broken prediction scores 0 and is listed
+                is_ours = isinstance(err, PredictionError)
+                failed[exp_id] = str(err) if is_ours else f"{type(err).__name__}: {err}"
+                continue
+            readers[exp_id] = lambda chunk, _frames, raw=raw: raw[chunk]
+        scores.extend(_score_video(split, video, readers, failed, names, mode))
     result_cls = RevosResult if names == REVOS_METRICS else RvosResult
     return result_cls(scores, mode, split.split)
 

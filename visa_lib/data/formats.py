@@ -95,6 +95,11 @@ def load_mevis(root: str | Path, split: str = "valid_u", check_frames: bool = Fa
     meta_path = folder / META_FILE
     videos = parse_meta(read_json(meta_path), meta_path, require_type=False, require_size=False)
     mask_path = folder / MASK_DICT
+    if not mask_path.is_file():
+        raise FileNotFoundError(
+            f"{mask_path}: file not found; MeViS 'valid' has no public ground truth (it is scored by the "
+            "challenge server), evaluate on 'valid_u' instead"
+        )
     mask_dict = read_json(mask_path)
     validate_masks(videos, mask_dict, meta_path, mask_path)
     result = RevosSplit(folder, split, videos, mask_dict, None, meta_path, mask_path, folder / FRAME_DIR)
