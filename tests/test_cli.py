@@ -122,6 +122,13 @@ def test_plugin_commands_are_lazy(monkeypatch, capsys):
     assert cli.main(["demo", "--frames", "7"]) == 0
     assert seen == {"frames": 7}
 
+    def failing_main(args):
+        raise FileNotFoundError("video.mp4: not found; pass --video")
+
+    fake.main = failing_main
+    assert cli.main(["demo"]) == 2
+    assert "visa demo: error: video.mp4: not found; pass --video" in capsys.readouterr().err
+
 
 def test_console_module_runs():
     """``python -m visa_lib.cli`` is wired to main (exit code 2 without a subcommand)."""

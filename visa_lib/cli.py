@@ -14,7 +14,9 @@ for importing torch. A module registered in :data:`PLUGIN_COMMANDS` provides
 ``main(args: argparse.Namespace) -> int | None``. If the module is not installed the command says so.
 
 Bad input (a missing folder, a malformed dataset file, a bad argument) prints one message naming the
-file or argument and what to do on stderr and exits with code 2, without a traceback.
+file or argument and what to do on stderr and exits with code 2, without a traceback. This holds for
+plugin commands too: raise :class:`CliError`, ``FileNotFoundError`` or
+:class:`~visa_lib.data.revos.DatasetFormatError` with a helpful message.
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ def _add_plugin_parser(subparsers: argparse._SubParsersAction, name: str, load: 
         return
     if importlib.util.find_spec(module_name) is None:
         parser.set_defaults(plugin_missing=module_name)
+        parser.description = f"{text} [not available: module {module_name} is not installed]"
         return
     module = importlib.import_module(module_name)
     if hasattr(module, "add_arguments"):
@@ -151,9 +154,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # argparse already printed its usage message
         return int(exit_.code or 0)
+    from visa_lib.data.revos import DatasetFormatError
+
     try:
         return args.handler(args)
-    except CliError as err:
+    except (CliError, DatasetFormatError, FileNotFoundError) as err:
+        # Bad input (also from plugin commands): one line saying what and where, no traceback.
         print(f"visa {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
