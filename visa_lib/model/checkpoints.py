@@ -210,8 +210,12 @@ def _check_not_peft(model: VisaModel, what: str) -> None:
 
 
 def load_module_state(
-    model: VisaModel, state: Mapping[str, torch.Tensor], components: Iterable[str], source: str
-):
+    model: VisaModel,
+    state: Mapping[str, torch.Tensor],
+    components: Iterable[str],
+    source: str,
+    checkpoint_names: bool = False,
+) -> None:
     """Strictly load module-keyed tensors into the named components of ``model``.
 
     Arguments:
@@ -219,6 +223,7 @@ def load_module_state(
       state (Mapping[str, Tensor]): keys like ``llm.model.norm.weight``, ``seg_head.0.weight``.
       components (Iterable[str]): components that must be fully covered by ``state``.
       source (str): shown in error messages.
+      checkpoint_names (bool): name keys in errors as the checkpoint spells them (``model.*``).
     Raises:
       CheckpointKeyError: missing keys of those components, or keys outside them, all named.
       ValueError: shape mismatches, named with both shapes.
@@ -229,6 +234,9 @@ def load_module_state(
         expected.update(_component_state(model, component))
     missing = set(expected) - set(state)
     unexpected = set(state) - set(expected)
+    if checkpoint_names:
+        missing = {module_key_to_checkpoint(k) for k in missing}
+        unexpected = {module_key_to_checkpoint(k) for k in unexpected}
     if missing or unexpected:
         parts = []
         if missing:
@@ -308,7 +316,7 @@ def load_chatunivi_checkpoint(model: VisaModel, path: str | Path | CheckpointFil
         raise ValueError(f"{files.path} is a merged VISA checkpoint (it holds SAM); use load_visa_checkpoint")
     mapping = map_checkpoint_keys(files.keys(), str(files.path), ("llm.", "projector."))
     state = {mapping[k]: v for k, v in files.load(mapping).items()}
-    load_module_state(model, state, ("llm", "projector"), str(files.path))
+    load_module_state(model, state, ("llm", "projector"), str(files.path), checkpoint_names=True)
     warn_if_untrained(model)
     return model
 
@@ -330,7 +338,9 @@ def load_visa_checkpoint(
     _check_not_peft(model, "load_visa_checkpoint")
     mapping = map_checkpoint_keys(files.keys(), str(files.path), ("llm.", "projector.", "sam.", "seg_head."))
     state = {mapping[k]: v for k, v in files.load(mapping).items()}
-    load_module_state(model, state, ("llm", "projector", "sam", "seg_head"), str(files.path))
+    load_module_state(
+        model, state, ("llm", "projector", "sam", "seg_head"), str(files.path), checkpoint_names=True
+    )
     warn_if_untrained(model, base_sam_decoder)
     return model
 
@@ -428,7 +438,7 @@ def save_visa_weights(
         "fingerprints": json.dumps({name: fingerprint(model.get_submodule(name)) for name in FINGERPRINTED}),
         "extra": json.dumps(dict(extra or {})),
     }
-    if model.config.name == "toy":  # the toy tokenizer is rebuilt from this list, so ids never drift
+    if model.config.tokenizer == "toy":  # the toy tokenizer is rebuilt from this list, so ids never drift
         metadata["vocab"] = json.dumps(tokenizer_vocabulary(model.tokenizer))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

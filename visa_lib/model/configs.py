@@ -58,6 +58,8 @@ class VisaConfig:
       vision_hidden_size (int): C, width of the vision tower's patch tokens (``mm_hidden_size``).
       vision_patches (int): patch tokens per frame before merging (256 for CLIP ViT-L/14 at 224 px).
       sam (str): name passed to ``visa_lib.model.sam.build_sam``.
+      tokenizer (str): "toy" (``build_toy_tokenizer``, vocabulary saved with the weights) or
+        "checkpoint" (read from the checkpoint folder).
       prompt_dim (int): D, SAM's prompt width = output of the ``[SEG]`` head (256 real, 64 toy).
       cluster_nums (tuple[int, ...]): DPC-KNN clusters per level; their sum is tokens per frame.
       cluster_ks (tuple[int, ...]): k per level.
@@ -74,6 +76,7 @@ class VisaConfig:
     vision_hidden_size: int
     sam: str
     prompt_dim: int
+    tokenizer: str = "checkpoint"
     vision_patches: int = 256
     cluster_nums: tuple[int, ...] = (64, 32, 16)
     cluster_ks: tuple[int, ...] = (5, 3, 3)
@@ -91,6 +94,8 @@ class VisaConfig:
             raise ValueError(f"VisaConfig {self.name!r}: dtype {self.dtype!r} is not one of {sorted(DTYPES)}")
         if self.load_in_8bit and self.load_in_4bit:
             raise ValueError(f"VisaConfig {self.name!r}: choose load_in_8bit OR load_in_4bit, not both")
+        if self.tokenizer not in ("toy", "checkpoint"):
+            raise ValueError(f"VisaConfig {self.name!r}: tokenizer must be 'toy' or 'checkpoint'")
         if len(self.cluster_nums) != len(self.cluster_ks):
             raise ValueError(f"VisaConfig {self.name!r}: cluster_nums and cluster_ks differ in length")
 
@@ -152,6 +157,7 @@ CONFIGS: dict[str, VisaConfig] = {
         vision_hidden_size=128,
         sam="toy",
         prompt_dim=64,
+        tokenizer="toy",
     ),
     "chatunivi-7b": VisaConfig(
         name="chatunivi-7b",

@@ -104,7 +104,7 @@ def toy_vocabulary(extra_words: Iterable[str] = ()) -> list[str]:
 
 
 def build_toy_tokenizer(
-    vocab: Sequence[str] | None = None, extra_words: Iterable[str] = ()
+    vocab: Sequence[str] | None = None, extra_words: Iterable[str] = (), with_seg: bool = True
 ) -> PreTrainedTokenizerFast:
     """A deterministic word-level tokenizer for the toy rung, with ``[SEG]`` already added.
 
@@ -115,6 +115,7 @@ def build_toy_tokenizer(
       vocab (Sequence[str] | None): a saved vocabulary (``tokenizer_vocabulary(tok)``) to rebuild
         exactly the tokenizer some weights were trained with; None builds it from code.
       extra_words (Iterable[str]): more words to cover; ignored when ``vocab`` is given.
+      with_seg (bool): add ``[SEG]`` (False gives a "base LLM" tokenizer, as Chat-UniVi ships).
     Returns:
       PreTrainedTokenizerFast: padding on the right with ``<pad>``; ``len(tok)`` includes ``[SEG]``.
     """
@@ -146,7 +147,8 @@ def build_toy_tokenizer(
         padding_side="right",
         model_max_length=MODEL_MAX_LENGTH,
     )
-    add_seg_token(tokenizer)
+    if with_seg:
+        add_seg_token(tokenizer)
     return tokenizer
 
 

@@ -780,9 +780,9 @@ def build_visa(
             _require_bitsandbytes(config)
             raise ValueError("8/4-bit loading needs a checkpoint folder (checkpoint=...)")
         vocab = ckpt.read_visa_weights_metadata(weights).get("vocab") if weights is not None else None
-        tokenizer = build_toy_tokenizer(vocab) if config.name == "toy" or vocab else None
-        if tokenizer is None:
+        if config.tokenizer != "toy":
             raise ValueError(f"build_visa({config.name!r}): give checkpoint= the Chat-UniVi or VISA folder")
+        tokenizer = build_toy_tokenizer(vocab)
         ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
         llama_config = config.llama_config(vocab_size=len(tokenizer))
         llama_config.update({**ids, "pad_token_id": tokenizer.pad_token_id})
@@ -813,6 +813,11 @@ def build_visa(
         else:
             sam = sam_glue.build_sam(config.sam, checkpoint=sam_checkpoint, pretrained=pretrained)
 
+    if sam_glue.sam_prompt_dim(sam) != config.prompt_dim:
+        raise ValueError(
+            f"build_visa({config.name!r}): SAM prompt width {sam_glue.sam_prompt_dim(sam)} differs from "
+            f"config.prompt_dim {config.prompt_dim}; use the SAM size the config names ({config.sam!r})"
+        )
     hidden = llm.get_input_embeddings().embedding_dim
     projector = nn.Linear(vision_tower.hidden_size, hidden)
     seg_head = build_seg_head(hidden, sam_glue.sam_prompt_dim(sam))
@@ -824,7 +829,7 @@ def build_visa(
         rest = {k: v for k, v in mapping.items() if not v.startswith("llm.")}
         components = ("projector",) if kind == "chatunivi" else ("projector", "sam", "seg_head")
         state = {rest[k]: t for k, t in files.load(rest).items()}
-        ckpt.load_module_state(model, state, components, str(files.path))
+        ckpt.load_module_state(model, state, components, str(files.path), checkpoint_names=True)
     if weights is not None:
         ckpt.load_visa_weights(model, weights, check_trained=False)
     if check_trained:

@@ -1,0 +1,107 @@
+"""One VISA training sample and one optimisation step over a few of them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from visa_lib.model.visa import SamImage, VisaModel, VisaOutput
+from visa_lib.train.losses import VisaLoss, visa_loss
+
+
+@dataclass
+class VisaSample:
+    """One clip with N expressions about it (VISA trains on up to 3 per sample).
+
+    Attributes:
+      reference_frames (uint8 [T,H,W,3]): reference frames in time order.
+      target_frame (uint8 [H,W,3]): the frame whose masks are supervised.
+      expressions (list[str]): N queries.
+      gt_masks (bool [N,H,W]): ground truth at the target frame (all zero for an absent object).
+      question_index (list[int]), answer_index (list[int]): template choices (VISA draws them at random).
+      image_tokens (Tensor | None): cached ``encode_images(refs + [target])`` (frozen, so reusable).
+      sam_image (SamImage | None): cached ``encode_sam_image(target)``.
+    """
+
+    reference_frames: np.ndarray
+    target_frame: np.ndarray
+    expressions: list[str]
+    gt_masks: np.ndarray | torch.Tensor
+    question_index: list[int] = field(default_factory=list)
+    answer_index: list[int] = field(default_factory=list)
+    image_tokens: torch.Tensor | None = None
+    sam_image: SamImage | None = None
+
+
+def sample_forward(model: VisaModel, sample: VisaSample) -> tuple[VisaLoss, VisaOutput]:
+    """Teacher-forced forward pass of one sample and its VISA loss.
+
+    Arguments:
+      model (VisaModel): the model (train or eval mode).
+      sample (VisaSample): the clip, expressions and masks.
+    Returns:
+      (VisaLoss, VisaOutput)
+    """
+    n = len(sample.expressions)
+    tokens = sample.image_tokens
+    if tokens is None:
+        tokens = model.encode_images(np.concatenate([sample.reference_frames, sample.target_frame[None]]))
+    sam_image = sample.sam_image or model.encode_sam_image(sample.target_frame)
+    conv = model.tokenize(
+        sample.expressions,
+        len(sample.reference_frames),
+        question_index=sample.question_index or [0] * n,
+        answer_index=sample.answer_index or [0] * n,
+    )
+    out = model(conv.input_ids, tokens, sam_image, conv.attention_mask, conv.labels)
+    gt = torch.as_tensor(np.asarray(sample.gt_masks)).float()
+    if len(out.seg_rows) != n:
+        raise RuntimeError(f"sample_forward: {len(out.seg_rows)} [SEG] tokens for {n} expressions")
+    return visa_loss(out.ce_loss, out.mask_logits, gt), out
+
+
+def training_step(
+    model: VisaModel,
+    samples: Sequence[VisaSample],
+    optimizer: torch.optim.Optimizer,
+    grad_clip: float | None = 1.0,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+) -> dict[str, float]:
+    """Forward, backward and update on a few samples (gradient accumulated over them).
+
+    The mask terms are weighted by each sample's number of masks, i.e. averaged over all masks of
+    the batch as in VISA; CE is averaged over samples.
+
+    Arguments:
+      model (VisaModel): prepared with ``prepare_for_training``.
+      samples (Sequence[VisaSample]): the batch.
+      optimizer (torch.optim.Optimizer): over the trainable parameters.
+      grad_clip (float | None): max gradient norm (VISA: 1.0).
+      scheduler (LRScheduler | None): stepped once after the update.
+    Returns:
+      dict[str, float]: mean "total", "ce", "bce", "dice" over the batch.
+    """
+    if not samples:
+        raise ValueError("training_step: empty batch")
+    optimizer.zero_grad(set_to_none=True)
+    total_masks = sum(len(s.expressions) for s in samples)
+    logs = {"total": 0.0, "ce": 0.0, "bce": 0.0, "dice": 0.0}
+    for sample in samples:
+        loss, _ = sample_forward(model, sample)
+        share = len(sample.expressions) / total_masks
+        weighted = (
+            loss.ce / len(samples) + share * (loss.total - loss.ce)  # CE per sample, masks per mask
+        )
+        weighted.backward()
+        for key, value in loss.as_floats().items():
+            logs[key] += value / len(samples)
+    if grad_clip is not None:
+        params = [p for p in model.parameters() if p.requires_grad]
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return logs

@@ -1,0 +1,92 @@
+"""Which parameters VISA trains (reference/visa_facts.md §4.1), as one function.
+
+Recipe (``mode="lora"``): LoRA (r 8, alpha 16, dropout 0.05) on every ``q_proj``/``v_proj`` of the
+LLM; ``embed_tokens`` and ``lm_head`` (they hold the new ``[SEG]`` row), SAM's mask decoder and the
+``[SEG]`` head fully trained; the vision tower, the projector and SAM's image and prompt encoders
+frozen. ``mode="full"`` trains the whole LLM instead of adapters -- what the toy rung uses, because
+its tiny LLM starts from random weights (there is no pretrained toy Chat-UniVi to adapt).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from torch import nn
+
+from visa_lib.model.visa import VisaModel, unwrap_causal_lm
+
+#: Parameter-name fragments that are always fully trained.
+ALWAYS_TRAINED: tuple[str, ...] = ("embed_tokens", "lm_head")
+
+
+def lora_target_names(llm: nn.Module, targets: tuple[str, ...] = ("q_proj", "v_proj")) -> list[str]:
+    """Full names of the ``nn.Linear`` layers of the LLM whose name ends with one of ``targets``."""
+    return sorted(
+        name
+        for name, module in llm.named_modules()
+        if isinstance(module, nn.Linear) and name.endswith(targets)
+    )
+
+
+def prepare_for_training(
+    model: VisaModel, mode: str = "lora", train_projector: bool = False
+) -> dict[str, int]:
+    """Freeze, wrap and unfreeze ``model`` in place for VISA training; return trainable counts per part.
+
+    Arguments:
+      model (VisaModel): a freshly loaded model (LLM not yet PEFT-wrapped).
+      mode (str): "lora" (VISA's recipe, needs ``peft``) or "full" (train every LLM weight).
+      train_projector (bool): also train the projector (frozen in VISA; useful for a toy LLM from scratch).
+    Returns:
+      dict[str, int]: trainable parameter counts by top-level part ("llm", "seg_head", "sam", ...).
+    """
+    if mode not in ("lora", "full"):
+        raise ValueError(f"prepare_for_training: mode must be 'lora' or 'full', got {mode!r}")
+    if model.llm is not model.causal_lm:
+        raise RuntimeError("prepare_for_training: the LLM is already PEFT-wrapped; call it once per model")
+    config = model.config
+    model.requires_grad_(False)
+    if mode == "lora":
+        try:
+            from peft import LoraConfig, get_peft_model
+        except ImportError as err:  # pragma: no cover - peft is in the training extra
+            raise ImportError("LoRA training needs peft: pip install visa_lib[training]") from err
+        lora = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            bias="none",
+            task_type="CAUSAL_LM",
+            target_modules=lora_target_names(model.llm, config.lora_targets),
+        )
+        model.llm = get_peft_model(model.llm, lora)
+    else:
+        model.llm.requires_grad_(True)
+    for name, param in model.llm.named_parameters():
+        if any(part in name for part in ALWAYS_TRAINED):
+            param.requires_grad_(True)
+    model.sam.mask_decoder.requires_grad_(True)
+    model.seg_head.requires_grad_(True)
+    model.projector.requires_grad_(train_projector)
+    if config.gradient_checkpointing:
+        # Checkpointed blocks need an input that requires grad, else no gradient reaches the adapters.
+        model.causal_lm.enable_input_require_grads()
+    model.train()
+    return trainable_counts(model)
+
+
+def trainable_counts(model: nn.Module) -> dict[str, int]:
+    """Trainable parameters per top-level child of ``model``."""
+    counts: Counter[str] = Counter()
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            counts[name.split(".")[0]] += param.numel()
+    return dict(counts)
+
+
+def merge_lora(model: VisaModel) -> VisaModel:
+    """Fold LoRA adapters into the LLM weights (as VISA's merge script does) and drop the wrapper."""
+    if model.llm is not model.causal_lm:
+        model.llm = model.llm.merge_and_unload()
+    model.llm = unwrap_causal_lm(model.llm)
+    return model
