@@ -255,3 +255,37 @@ def test_bad_arguments(hand, tmp_path):
         evaluate_revos(pred_dir, split.root, workers=0, progress=False)
     with pytest.raises(ValueError, match="T = len"):
         write_predictions(tmp_path, "v", "0", ["a"], np.zeros((2, 3, 3), bool))
+
+
+def test_matches_a_naive_per_frame_loop(tiny_revos, tmp_path):
+    """The chunked, per-video, multi-process evaluator equals a plain per-frame loop written from §6.1-6.2."""
+    import cv2
+
+    from visa_lib import metrics
+
+    split = load_revos(tiny_revos)
+    pred_dir = tmp_path / "pred"
+    _write_gt_predictions(split, pred_dir, noise=0.05, seed=3)
+    result = evaluate_revos(pred_dir, tiny_revos, workers=2, progress=False)
+    per_type: dict[int, list[dict[str, float]]] = {0: [], 1: [], 2: []}
+    for (video, exp), score in zip(split.expressions(), result.scores, strict=True):
+        meta = split.videos[video]
+        gt_all, fg_all = split.gt_masks(video, exp.exp_id), split.foreground_masks(video)
+        j = f = a = r = 0.0
+        for t, frame in enumerate(meta.frames):
+            pred = cv2.imread(str(pred_dir / video / exp.exp_id / f"{frame}.png"), cv2.IMREAD_GRAYSCALE)
+            gt, fg = gt_all[t], fg_all[t]
+            j += metrics.jaccard(pred, gt)
+            f += metrics.f_measure(pred, gt)
+            a += np.mean(gt == pred)
+            r += max(1 - np.sum((1 - gt) * pred) / (np.sum(fg) + 1e-6), 0)  # uint8 arithmetic, as VISA
+        n = len(meta.frames)
+        expected = {"J": round(100 * j / n, 2), "F": round(100 * f / n, 2), "A": round(100 * a / n, 2),
+                    "R": round(100 * r / n, 2), "J&F": round(100 * (j + f) / 2 / n, 2)}  # fmt: skip
+        assert score.values == pytest.approx(expected, abs=1e-9), (video, exp.exp_id)
+        per_type[exp.type_id].append(expected)
+    summary = result.summary()
+    for name in ("J", "F", "A", "R"):
+        referring = np.mean([e[name] for e in per_type[0]])
+        reasoning = np.mean([e[name] for e in per_type[1]])
+        assert summary["overall"][name] == pytest.approx((referring + reasoning) / 2)
