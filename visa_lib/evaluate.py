@@ -385,24 +385,29 @@ def _run(
     workers = min(workers, max(len(videos), 1))
     if "fork" not in mp.get_all_start_methods():
         workers = 1  # sharing the split by fork is the point; elsewhere (Windows) run in-process
+    results: dict[str, list[ExpressionScore]] = {}
+    pool = None
+    if workers > 1:
+        # Fork before the progress bar exists: forking a process with live threads (tqdm's monitor) is unsafe.
+        _JOB.update(split=split, pred_dir=pred_dir, names=tuple(names), mode=mode)
+        pool = mp.get_context("fork").Pool(workers)
     desc = f"evaluating {split.split}"
     bar = tqdm(total=split.num_expressions, desc=desc, unit="expr", disable=not progress)
-    results: dict[str, list[ExpressionScore]] = {}
     try:
-        if workers == 1:
+        if pool is None:
             for video in videos:
                 results[video] = _score_video_files(split, pred_dir, video, names, mode)
                 bar.update(len(results[video]))
         else:
-            _JOB.update(split=split, pred_dir=pred_dir, names=tuple(names), mode=mode)
-            try:
-                with mp.get_context("fork").Pool(workers) as pool:
-                    for video, scores in pool.imap_unordered(_pool_task, videos):
-                        results[video] = scores
-                        bar.update(len(scores))
-            finally:
-                _JOB.clear()
+            for video, scores in pool.imap_unordered(_pool_task, videos):
+                results[video] = scores
+                bar.update(len(scores))
+            pool.close()
+            pool.join()
     finally:
+        if pool is not None:
+            pool.terminate()
+        _JOB.clear()
         bar.close()
     return [score for video in videos for score in results.get(video, [])]
 
