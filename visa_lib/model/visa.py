@@ -712,10 +712,8 @@ def _load_full_llm(files, config: VisaConfig, kind: str):
             local_files_only=True,
         )
         return llm, mapping
-    state = {
-        ours: t.to(config.torch_dtype)
-        for ours, t in zip(llm_keys.values(), files.load(llm_keys).values(), strict=True)
-    }
+    loaded = files.load(llm_keys)
+    state = {llm_keys[k]: t.to(config.torch_dtype) for k, t in loaded.items()}
     return _llm_from_state(llama_config, state, str(files.path)), mapping
 
 
