@@ -189,6 +189,25 @@ def test_temporal_reasoning_needs_a_clear_winner():
     assert "which object leaves the scene first?" not in texts
 
 
+def test_hidden_is_not_gone_and_crossing_is_not_left():
+    # the cup is last *visible* at frame 9 but stays in the frame (hidden behind the horse): it did not leave
+    hidden = [_obj(0, "cup", last=9, last_in_frame=29), _obj(1, "coin", last=29), _obj(2, "horse")]
+    texts = {e.text for e in candidate_expressions(hidden, 30)}
+    assert "which object leaves the scene first?" not in texts
+    gone = [_obj(0, "cup", last=9, last_in_frame=9), _obj(1, "coin", last=29), _obj(2, "horse")]
+    assert "which object leaves the scene first?" in {e.text for e in candidate_expressions(gone, 30)}
+    # two coins whose paths cross: left on average is not "on the left" on every frame
+    t = np.arange(30, dtype=float)
+    a = _obj(0, "coin", xs=40 + 8 * t, ys=np.full(30, 100.0), mean_x=float(np.mean(40 + 8 * t)))  # 40..272
+    b = _obj(1, "coin", xs=np.full(30, 230.0), ys=np.full(30, 100.0), mean_x=230.0)
+    texts = {e.text for e in candidate_expressions([a, b], 30)}
+    assert "the coin on the left" not in texts and "the coin on the right" not in texts
+    a.xs = 20 + t  # now always left of b
+    a.mean_x = float(a.xs.mean())
+    found = {e.text: e.objects for e in candidate_expressions([a, b], 30)}
+    assert found["the coin on the left"] == (0,) and found["the coin on the right"] == (1,)
+
+
 def test_words_and_vocabulary():
     assert words("What could you drink from?") == ["what", "could", "you", "drink", "from", "?"]
     vocab = vocabulary()

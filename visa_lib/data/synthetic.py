@@ -152,11 +152,15 @@ class ObjectInfo:
         category: "cat", ..., or a shape name.
         colour: colour word of a shape ("" for photo objects).
         first, last: first and last frame where the object is visible (-1 if never).
+        first_in_frame, last_in_frame: first and last frame where it is drawn inside the frame, even if
+            hidden behind another object (-1: same as first / last). "Leaves the scene" needs
+            ``last_in_frame == last``: an object merely hidden at the end has not left.
         mean_x, mean_y: mean centre of the visible mask, pixels.
         mean_area: mean visible area over the frames where it is visible, pixels.
         speed: mean displacement of its centre per frame while visible, pixels.
         direction: "left"/"right"/"up"/"down" when it moves steadily that way while visible, else "".
         z: drawing order (higher is in front).
+        xs, ys: float [T] centre of the visible mask per frame (NaN where not visible), or None.
     """
 
     index: int
@@ -170,6 +174,20 @@ class ObjectInfo:
     speed: float = 0.0
     direction: str = ""
     z: int = 0
+    first_in_frame: int = -1
+    last_in_frame: int = -1
+    xs: np.ndarray | None = field(default=None, repr=False)
+    ys: np.ndarray | None = field(default=None, repr=False)
+
+    def position(self, axis: str, num_frames: int) -> np.ndarray:
+        """float [T] centre coordinate ("x" or "y") per frame, NaN where the object is not visible."""
+        track = self.xs if axis == "x" else self.ys
+        if track is not None:
+            return track
+        out = np.full(num_frames, np.nan)  # only summary statistics known: the mean while visible
+        if self.first >= 0:
+            out[self.first: self.last + 1] = self.mean_x if axis == "x" else self.mean_y
+        return out
 
     @property
     def desc(self) -> str:
@@ -272,14 +290,14 @@ def _plan_track(rng: np.random.Generator, category: str, colour: str, t: int, h:
     velocity = speed * np.array([np.cos(angle), np.sin(angle)])
     growth = rng.uniform(-0.5, 0.6) if rng.random() < 0.4 else 0.0
     scales = np.exp(growth * np.arange(t) / t)
-    bounce = rng.random() < 0.6
+    bounce = rng.random() < 0.7
     start = np.array([rng.uniform(0.1, 0.9) * w, rng.uniform(0.15, 0.85) * h])
 
     present = np.ones(t, bool)
     r = rng.random()
-    if r < 0.2:  # shows up late
+    if r < 0.15:  # shows up late
         present[: int(rng.uniform(0.45, 0.8) * t)] = False
-    elif r < 0.4:  # vanishes early
+    elif r < 0.3:  # vanishes early
         present[int(rng.uniform(0.25, 0.6) * t):] = False
 
     centres = np.zeros((t, 2))
@@ -298,17 +316,21 @@ def _plan_track(rng: np.random.Generator, category: str, colour: str, t: int, h:
 
 
 def _paste(canvas: np.ndarray, owner: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, cx: float, cy: float,
-           label: int) -> None:
-    """Draw a sprite centred at (cx, cy) onto ``canvas [H,W,3]`` and mark its pixels in ``owner [H,W]``."""
+           label: int) -> bool:
+    """Draw a sprite centred at (cx, cy) onto ``canvas [H,W,3]`` and mark its pixels in ``owner [H,W]``.
+
+    Returns True when some pixel of the sprite landed inside the frame.
+    """
     h, w = alpha.shape
     y0, x0 = int(round(cy - h / 2)), int(round(cx - w / 2))
     ys, xs = max(y0, 0), max(x0, 0)
     ye, xe = min(y0 + h, canvas.shape[0]), min(x0 + w, canvas.shape[1])
     if ys >= ye or xs >= xe:
-        return  # entirely outside the frame
+        return False  # entirely outside the frame
     a = alpha[ys - y0: ye - y0, xs - x0: xe - x0]
     canvas[ys:ye, xs:xe][a] = rgb[ys - y0: ye - y0, xs - x0: xe - x0][a]
     owner[ys:ye, xs:xe][a] = label
+    return bool(a.any())
 
 
 def _background(rng: np.random.Generator, t: int, h: int, w: int, moving_prob: float
@@ -342,23 +364,24 @@ def _background(rng: np.random.Generator, t: int, h: int, w: int, moving_prob: f
     return name, frames
 
 
-def _object_info(index: int, category: str, colour: str, z: int, masks: np.ndarray, centres: np.ndarray
-                 ) -> ObjectInfo:
-    """Statistics of one object from its visible masks ``bool [T,H,W]`` and centres ``[T,2]``."""
+def _object_info(index: int, category: str, colour: str, z: int, masks: np.ndarray, centres: np.ndarray,
+                 drawn: np.ndarray) -> ObjectInfo:
+    """Statistics of one object from its visible masks ``bool [T,H,W]``, centres ``[T,2]`` and ``drawn
+    bool [T]`` (inside the frame, occluded or not)."""
     info = ObjectInfo(index, category, colour, z=z)
     area = masks.reshape(len(masks), -1).sum(1)
     vis = np.nonzero(area >= MIN_VISIBLE_AREA)[0]
     if len(vis) == 0:
         return info
     info.first, info.last = int(vis[0]), int(vis[-1])
-    ys, xs = np.nonzero(masks[vis].any(0))
+    inside = np.nonzero(drawn)[0]
+    info.first_in_frame, info.last_in_frame = int(inside[0]), int(inside[-1])
     info.mean_area = float(area[vis].mean())
-    cys, cxs = [], []
+    info.xs, info.ys = np.full(len(masks), np.nan), np.full(len(masks), np.nan)
     for t in vis:
         yy, xx = np.nonzero(masks[t])
-        cys.append(yy.mean())
-        cxs.append(xx.mean())
-    info.mean_x, info.mean_y = float(np.mean(cxs)), float(np.mean(cys))
+        info.xs[t], info.ys[t] = xx.mean(), yy.mean()
+    info.mean_x, info.mean_y = float(np.nanmean(info.xs)), float(np.nanmean(info.ys))
     path = centres[info.first: info.last + 1]
     steps = np.diff(path, axis=0)
     info.speed = float(np.linalg.norm(steps, axis=1).mean()) if len(steps) else 0.0
@@ -392,6 +415,31 @@ def _unique_extreme(values: Sequence[float], pick_max: bool, margin: float, rati
         if (pick_max and a < ratio * b) or (not pick_max and ratio * a > b):
             return None
     return int(order[0])
+
+
+def _in_frame(o: ObjectInfo) -> tuple[int, int]:
+    """(first, last) frame where ``o`` is inside the frame, occluded or not."""
+    first = o.first_in_frame if o.first_in_frame >= 0 else o.first
+    last = o.last_in_frame if o.last_in_frame >= 0 else o.last
+    return first, last
+
+
+def _always_beyond(o: ObjectInfo, members: Sequence[ObjectInfo], axis: str, larger: bool, num_frames: int,
+                   margin: float = 8.0) -> bool:
+    """True when ``o`` is left of (right of, above, below) every other member on every frame where both
+    are visible, by ``margin`` pixels, and shares at least one frame with each of them."""
+    mine = o.position(axis, num_frames)
+    for other in members:
+        if other is o:
+            continue
+        theirs = other.position(axis, num_frames)
+        both = ~np.isnan(mine) & ~np.isnan(theirs)
+        if not both.any():
+            return False
+        gap = (mine[both] - theirs[both]) * (1 if larger else -1)
+        if gap.min() < margin:
+            return False
+    return True
 
 
 def candidate_expressions(objects: Sequence[ObjectInfo], num_frames: int, width: int = WIDTH,
@@ -432,10 +480,11 @@ def candidate_expressions(objects: Sequence[ObjectInfo], num_frames: int, width:
                 add("motion", [t.format(desc=desc, dir=d) for t in tpl["motion"]], movers)
         if len(members) < 2:
             continue
-        for side, key, pick_max in (("left", "mean_x", False), ("right", "mean_x", True),
-                                    ("top", "mean_y", False), ("bottom", "mean_y", True)):
-            j = _unique_extreme([getattr(o, key) for o in members], pick_max, margin=0.2 * width)
-            if j is not None:
+        for side, axis, pick_max in (("left", "x", False), ("right", "x", True),
+                                     ("top", "y", False), ("bottom", "y", True)):
+            means = [o.mean_x if axis == "x" else o.mean_y for o in members]
+            j = _unique_extreme(means, pick_max, margin=0.12 * (width if axis == "x" else height))
+            if j is not None and _always_beyond(members[j], members, axis, pick_max, num_frames):
                 add("position", [t.format(desc=desc, side=side) for t in tpl["position"]], [members[j].index])
         if desc != "object":
             areas = [o.mean_area for o in members]
@@ -454,14 +503,15 @@ def candidate_expressions(objects: Sequence[ObjectInfo], num_frames: int, width:
     if len(objs) >= 2:
         lasts = [o.last for o in objs]
         j = _unique_extreme(lasts, False, margin=3)
-        if j is not None and objs[j].last < num_frames - 3:
+        # it must really leave (vanish or exit the frame), not just end up hidden behind something
+        if j is not None and objs[j].last < num_frames - 3 and _in_frame(objs[j])[1] <= objs[j].last + 1:
             add("leaves_first", tpl["leaves_first"], [objs[j].index])
         firsts = [o.first for o in objs]
-        late = [o for o in objs if o.first >= 0.6 * num_frames]
+        late = [o for o in objs if o.first >= 0.6 * num_frames and _in_frame(o)[0] >= o.first - 1]
         if len(late) == 1 and all(o.first <= 0.35 * num_frames for o in objs if o is not late[0]):
             add("late", tpl["late"], [late[0].index])
         j = _unique_extreme(firsts, True, margin=4)
-        if j is not None and objs[j].first >= 3:
+        if j is not None and objs[j].first >= 3 and _in_frame(objs[j])[0] >= objs[j].first - 1:
             add("appears_last", tpl["appears_last"], [objs[j].index])
         speeds = [o.speed for o in objs]
         j = _unique_extreme(speeds, True, margin=1.0, ratio=1.5)
@@ -588,16 +638,17 @@ def make_video(
         z_order = rng.permutation(n)
         background, frames = _background(rng, t, height, width, moving_background_prob)
         owner = np.full((t, height, width), -1, np.int16)
+        drawn = np.zeros((n, t), bool)
         for i in range(t):
             for k in z_order:  # back to front
                 tr = tracks[k]
                 if not tr.present[i]:
                     continue
                 rgb, alpha = sp.resize_sprite(tr.sprite, tr.size * tr.scales[i])
-                _paste(frames[i], owner[i], rgb, alpha, *tr.centres[i], label=int(k))
+                drawn[k, i] = _paste(frames[i], owner[i], rgb, alpha, *tr.centres[i], label=int(k))
         masks = np.stack([owner == k for k in range(n)])
         z_of = {int(k): z for z, k in enumerate(z_order)}
-        objects = [_object_info(k, c, col, z_of[k], masks[k], tracks[k].centres)
+        objects = [_object_info(k, c, col, z_of[k], masks[k], tracks[k].centres, drawn[k])
                    for k, (c, col) in enumerate(kinds)]
         # every object must be seen for a few frames, or no expression could be about it
         if all(o.first >= 0 and o.last - o.first >= 2 for o in objects):
