@@ -165,8 +165,11 @@ def test_missing_files(tmp_path, tiny_revos):
          r"anno_id 3 frame 1: RLE size \[20, 28\] differs from video 'MOSE/seq_b' \(21x28\)"),
         (lambda d: d["videos"]["MOSE/seq_b"]["frames"].append("00004"),
          "anno_id 3 has 4 frames, video 'MOSE/seq_b' has 5"),
+        (lambda d: d["videos"]["MOSE/seq_b"].update(frames="00000"), "'frames' must be a non-empty list"),
+        (lambda d: d["videos"]["MOSE/seq_b"].update(width="wide"), "height/width must be integers"),
     ],
-    ids=["videos", "height", "anno_id", "type_id", "unknown_anno", "rle_size", "num_frames"],
+    ids=["videos", "height", "anno_id", "type_id", "unknown_anno", "rle_size", "num_frames", "frames",
+         "width"],
 )
 def test_meta_validation_errors(tiny_revos, edit, message):
     _edit_json(tiny_revos / "meta_expressions_valid_.json", edit)

@@ -157,11 +157,15 @@ def parse_meta(
         missing = [key for key in required if key not in entry]
         if missing:
             raise DatasetFormatError(f"{where}: missing key(s) {missing}; every video needs {required}")
+        if not isinstance(entry["frames"], list) or not entry["frames"]:
+            raise DatasetFormatError(f"{where}: 'frames' must be a non-empty list of frame names")
+        if not isinstance(entry["expressions"], dict):
+            raise DatasetFormatError(f"{where}: 'expressions' must be an object {{exp_id: {{...}}}}")
         frames = [str(f) for f in entry["frames"]]
-        if not frames:
-            raise DatasetFormatError(f"{where}: 'frames' is empty")
-        height = int(entry.get("height", -1))
-        width = int(entry.get("width", -1))
+        try:
+            height, width = int(entry.get("height", -1)), int(entry.get("width", -1))
+        except (TypeError, ValueError):
+            raise DatasetFormatError(f"{where}: height/width must be integers") from None
         if require_size and (height <= 0 or width <= 0):
             raise DatasetFormatError(f"{where}: height/width must be positive, got {height}x{width}")
         expressions: dict[str, Expression] = {}
