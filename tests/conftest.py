@@ -77,3 +77,11 @@ def make_tiny_revos(root: Path, split: str = "valid") -> Path:
 def tiny_revos(tmp_path: Path) -> Path:
     """Root of a tiny 2-video ReVOS ``valid`` split (see :func:`make_tiny_revos`) in ``tmp_path``."""
     return make_tiny_revos(tmp_path / "tiny_revos")
+
+
+@pytest.fixture
+def tiny_revos_split(tiny_revos: Path):
+    """The ``tiny_revos`` split loaded with :func:`visa_lib.data.revos.load_revos` (a ``RevosSplit``)."""
+    from visa_lib.data.revos import load_revos
+
+    return load_revos(tiny_revos, "valid", check_frames=True)

@@ -36,8 +36,8 @@ def _edit_json(path: Path, edit) -> None:
 # --------------------------------------------------------------------------------------------- round trip
 
 
-def test_round_trip_metadata(tiny_revos):
-    split = load_revos(tiny_revos, "valid", check_frames=True)
+def test_round_trip_metadata(tiny_revos, tiny_revos_split):
+    split = tiny_revos_split
     assert list(split.videos) == [name for name, *_ in TINY_VIDEOS]
     video = split.videos["TAO/seq_a"]
     assert (video.height, video.width, len(video.frames)) == (24, 32, 5)
