@@ -148,7 +148,8 @@ def score_baselines(data_root: str | Path, split: str, out: str | Path, names: S
 
 
 def results_table(results: dict[str, RevosResult]) -> str:
-    """Markdown table: one row per baseline, J&F of each subset plus overall J, F, A, R."""
+    """Markdown table: one row per baseline, J&F of each subset plus overall J, F, A, R; then the number of
+    expressions that could not be scored and count as 0 (should be none)."""
     lines = ["| baseline | referring J&F | reasoning J&F | overall J&F | overall J | overall F | "
              "overall A | overall R | no-target J&F |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -157,6 +158,10 @@ def results_table(results: dict[str, RevosResult]) -> str:
         cells = [s["referring"]["J&F"], s["reasoning"]["J&F"], s["overall"]["J&F"], s["overall"]["J"],
                  s["overall"]["F"], s["overall"]["A"], s["overall"]["R"], s["no_target"]["J&F"]]
         lines.append(f"| {name} | " + " | ".join("-" if c is None else f"{c:.2f}" for c in cells) + " |")
+    failed = {name: len(result.failures) for name, result in results.items() if result.failures}
+    if failed:
+        lines.append("")
+        lines.append(f"expressions that could not be scored (counted as 0): {failed}; see .failures")
     return "\n".join(lines)
 
 
