@@ -6,9 +6,11 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pycocotools import mask as coco_mask
 
-from visa_lib.data.rle import decode_rle, encode_rle, encode_video_rle
+from visa_lib.data.rle import decode_rle, decode_rles, encode_rle, encode_video_rle
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (7, 13), (13, 7), (64, 48), (3, 200)])
@@ -80,3 +82,16 @@ def test_encode_video_rle_nulls_empty_frames():
     assert rles[0] is None and rles[2] is None
     np.testing.assert_array_equal(decode_rle(rles[1]), masks[1].astype(np.uint8))
     assert all(r is not None for r in encode_video_rle(masks, empty_as_none=False))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 40), st.integers(1, 40)),
+    seed=st.integers(0, 2**31 - 1),
+    density=st.floats(0.0, 1.0),
+)
+def test_round_trip_property(shape, seed, density):
+    mask = np.random.default_rng(seed).random(shape) < density
+    np.testing.assert_array_equal(decode_rle(encode_rle(mask)), mask.astype(np.uint8))
+    stack = decode_rles([encode_rle(mask), None, encode_rle(~mask)], shape)
+    np.testing.assert_array_equal(stack, np.stack([mask, np.zeros(shape, bool), ~mask]).astype(np.uint8))
