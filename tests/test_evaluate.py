@@ -199,6 +199,7 @@ def test_json_and_csv(hand, tmp_path):
     assert set(data) >= {"referring", "reasoning", "overall", "no_target", "failures", "mode"}
     assert set(data["overall"]) == {"J", "F", "J&F", "A", "R"}
     assert data["overall"]["J"] == pytest.approx(45.8333, abs=1e-4) and data["failures"] == []
+    assert data["num_expressions"] == {"referring": 3, "reasoning": 2, "overall": 5, "no_target": 1}
     with open(result.to_csv(tmp_path / "out/scores.csv"), newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 6 and rows[3]["J"] == "50.00" and rows[3]["text"] == "right in frame 0 only?"

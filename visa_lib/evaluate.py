@@ -112,11 +112,11 @@ class _EvalResult:
         raise NotImplementedError
 
     def as_dict(self) -> dict[str, Any]:
-        """Summary (values rounded to 4 decimals) plus counts, mode and failures, JSON-ready."""
+        """Summary (values rounded to 4 decimals), expressions per subset, mode and failures, JSON-ready."""
         out: dict[str, Any] = {}
         for key, value in self.summary().items():
             out[key] = {k: _round(v) for k, v in value.items()} if isinstance(value, dict) else _round(value)
-        out["num_expressions"] = len(self.scores)
+        out["num_expressions"] = {label: count for label, count, _ in self._rows()}
         out["mode"] = self.mode
         out["failures"] = [f._asdict() for f in self.failures]
         return out
