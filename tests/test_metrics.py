@@ -176,12 +176,14 @@ def test_bound_th_of_one_or_more_is_a_pixel_radius() -> None:
 
 @pytest.mark.parametrize("radius", range(0, 31))
 def test_disk_is_exactly_the_union_of_its_rectangles(radius: int) -> None:
-    footprint, rect_dx, rect_dy = metrics._disk(radius)
+    footprint, rect_dx, rect_dy, inner = metrics._disk(radius)
     np.testing.assert_array_equal(footprint, disk(radius))
     union = np.zeros_like(footprint)
     for dx, dy in zip(rect_dx, rect_dy, strict=True):
         union[radius - dy:radius + dy + 1, radius - dx:radius + dx + 1] = 1
     np.testing.assert_array_equal(union, footprint)
+    areas = (2 * rect_dx + 1) * (2 * rect_dy + 1)
+    assert areas[inner] == areas.max()
 
 
 # ---------------------------------------------------------------------------------------------- F shapes
@@ -215,7 +217,7 @@ def test_f_measure_binarises_integer_inputs() -> None:
 @pytest.mark.parametrize("dense_fraction", [0.0, 1e9])
 def test_sparse_and_dense_paths_both_match_the_reference(monkeypatch: pytest.MonkeyPatch,
                                                          dense_fraction: float) -> None:
-    # 0.0 forces the full-frame dilation path, 1e9 the per-pixel rectangle test, on the same masks.
+    # 0.0 forces the whole-frame path, 1e9 the per-pixel rectangle test, on the same masks.
     monkeypatch.setattr(metrics, "DENSE_FRACTION", dense_fraction)
     rng = np.random.default_rng(2)
     for _ in range(15):
