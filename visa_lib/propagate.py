@@ -168,7 +168,9 @@ def propagate(
                 passes.append((((i, seq[i]) for i in idx), len(idx)))  # type: ignore[index]
             total = sum(n for _, n in passes)
         else:
-            passes.append(((i, f) for i, f in enumerate(frames) if i >= start), -1)  # type: ignore[arg-type]
+            # Unknown length: the last frame cannot be flagged as such. That only decides whether it is
+            # memorised, which no later frame can read, so the masks are the same.
+            passes.append((((i, f) for i, f in enumerate(frames) if i >= start), -1))  # type: ignore[arg-type]
             total = None
         with tqdm(total=total, desc=f"XMem {direction}", disable=not progress, leave=False) as bar:
             for it, length in passes:
