@@ -17,8 +17,9 @@ class VisaSample:
     """One clip with N expressions about it (VISA trains on up to 3 per sample).
 
     Attributes:
-      reference_frames (uint8 [T,H,W,3]): reference frames in time order.
-      target_frame (uint8 [H,W,3]): the frame whose masks are supervised.
+      reference_frames (uint8 [T,H,W,3] | None): reference frames in time order (None when
+        ``image_tokens`` and ``sam_image`` are given).
+      target_frame (uint8 [H,W,3] | None): the frame whose masks are supervised (idem).
       expressions (list[str]): N queries.
       gt_masks (bool [N,H,W]): ground truth at the target frame (all zero for an absent object).
       question_index (list[int]), answer_index (list[int]): template choices (VISA draws them at random).
@@ -26,8 +27,8 @@ class VisaSample:
       sam_image (SamImage | None): cached ``encode_sam_image(target)``.
     """
 
-    reference_frames: np.ndarray
-    target_frame: np.ndarray
+    reference_frames: np.ndarray | None
+    target_frame: np.ndarray | None
     expressions: list[str]
     gt_masks: np.ndarray | torch.Tensor
     question_index: list[int] = field(default_factory=list)
@@ -46,13 +47,18 @@ def sample_forward(model: VisaModel, sample: VisaSample) -> tuple[VisaLoss, Visa
       (VisaLoss, VisaOutput)
     """
     n = len(sample.expressions)
-    tokens = sample.image_tokens
+    tokens, sam_image = sample.image_tokens, sample.sam_image
+    if (tokens is None or sam_image is None) and (
+        sample.reference_frames is None or sample.target_frame is None
+    ):
+        raise ValueError("VisaSample: give the frames, or both image_tokens and sam_image")
     if tokens is None:
         tokens = model.encode_images(np.concatenate([sample.reference_frames, sample.target_frame[None]]))
-    sam_image = sample.sam_image or model.encode_sam_image(sample.target_frame)
+    if sam_image is None:
+        sam_image = model.encode_sam_image(sample.target_frame)
     conv = model.tokenize(
         sample.expressions,
-        len(sample.reference_frames),
+        tokens.shape[0] - 1,  # every image but the last (the target) is a reference
         question_index=sample.question_index or [0] * n,
         answer_index=sample.answer_index or [0] * n,
     )

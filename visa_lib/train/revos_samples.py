@@ -1,0 +1,191 @@
+"""ReVOS-format data -> VISA training samples, with a cache of the frozen per-frame features.
+
+The vision tower, the token merge and SAM's image encoder are frozen, so each frame's merged
+visual tokens ``[n, C]`` and SAM image embedding ``[1, D, h, w]`` never change during training.
+``FrameFeatureCache`` computes them once per frame; on the toy rung this makes a training step
+cost only the LLM, the ``[SEG]`` head and the mask decoder.
+
+``target_frame_scores`` is the quick check used by the toy training script and notebook 04: the
+mask of each expression at one target frame, with VISA's evaluation reference rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from visa_lib.data.revos import RevosSplit
+from visa_lib.data.sampling import TrainingSample, eval_reference_frames, sample_training_clip
+from visa_lib.model.prompts import ANSWER_LIST, question_templates
+from visa_lib.model.visa import SamImage, VisaModel
+from visa_lib.train.step import VisaSample
+
+
+class FrameFeatureCache:
+    """Frozen features of dataset frames, computed on first use.
+
+    Arguments:
+      model (VisaModel): provides ``encode_images`` and ``encode_sam_image``.
+      split (RevosSplit): where frames are read from.
+    """
+
+    def __init__(self, model: VisaModel, split: RevosSplit) -> None:
+        self.model = model
+        self.split = split
+        self._tokens: dict[tuple[str, int], torch.Tensor] = {}
+        self._sam: dict[tuple[str, int], SamImage] = {}
+
+    def frame(self, video: str, index: int) -> np.ndarray:
+        """``uint8 [H,W,3]`` frame ``index`` of ``video``."""
+        return self.split.read_frame(video, index)
+
+    def tokens(self, video: str, indices: Sequence[int]) -> torch.Tensor:
+        """Merged visual tokens ``[len(indices), n, C]`` of the given frames."""
+        todo = [i for i in dict.fromkeys(indices) if (video, i) not in self._tokens]
+        if todo:
+            encoded = self.model.encode_images(np.stack([self.frame(video, i) for i in todo]))
+            self._tokens.update({(video, i): t for i, t in zip(todo, encoded, strict=True)})
+        return torch.stack([self._tokens[(video, i)] for i in indices])
+
+    def sam_image(self, video: str, index: int) -> SamImage:
+        """SAM's embedding of frame ``index`` of ``video``."""
+        key = (video, index)
+        if key not in self._sam:
+            self._sam[key] = self.model.encode_sam_image(self.frame(video, index))
+        return self._sam[key]
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+
+def training_sample(
+    cache: FrameFeatureCache, clip: TrainingSample, rng: np.random.Generator, random_templates: bool = True
+) -> VisaSample:
+    """Turn a sampled clip into a ``VisaSample`` with cached features and union ground truth.
+
+    Arguments:
+      cache (FrameFeatureCache): features of ``cache.split``.
+      clip (TrainingSample): from ``visa_lib.data.sampling.sample_training_clip``.
+      rng (np.random.Generator): draws the question and answer templates, as VISA does.
+      random_templates (bool): False uses template 0 everywhere (the evaluation prompt).
+    Returns:
+      VisaSample (frames are not kept; the cached features are attached).
+    """
+    split = cache.split
+    meta = split.videos[clip.video]
+    expressions = [meta.expressions[e].text.strip() for e in clip.expression_ids]
+    target_meta = split.videos[clip.target_video]
+    shape = (len(expressions), target_meta.height, target_meta.width)
+    gt = np.zeros(shape, dtype=bool)
+    if not clip.negative:  # a negative target frame comes from another video: every mask is empty
+        t = clip.target_frame
+        for k, exp_id in enumerate(clip.expression_ids):
+            gt[k] = split.gt_masks(clip.video, exp_id, frames=slice(t, t + 1))[0] > 0
+    questions = [
+        int(rng.integers(len(question_templates(e)))) if random_templates else 0 for e in expressions
+    ]
+    answers = [int(rng.integers(len(ANSWER_LIST))) if random_templates else 0 for _ in expressions]
+    refs = cache.tokens(clip.video, clip.reference_frames)
+    target = cache.tokens(clip.target_video, [clip.target_frame])
+    return VisaSample(
+        reference_frames=None,  # the frozen features are cached instead
+        target_frame=None,
+        expressions=expressions,
+        gt_masks=gt,
+        question_index=questions,
+        answer_index=answers,
+        image_tokens=torch.cat([refs, target]),
+        sam_image=cache.sam_image(clip.target_video, clip.target_frame),
+    )
+
+
+def draw_training_sample(
+    cache: FrameFeatureCache,
+    rng: np.random.Generator,
+    frame_range: tuple[int, int] = (8, 12),
+    **sampling_kwargs,
+) -> VisaSample:
+    """``sample_training_clip`` (VISA's sampler) + :func:`training_sample` in one call."""
+    clip = sample_training_clip(cache.split.videos, rng, frame_range=frame_range, **sampling_kwargs)
+    return training_sample(cache, clip, rng)
+
+
+@dataclass
+class TargetFrameScore:
+    """One expression scored at one target frame."""
+
+    video: str
+    exp_id: str
+    text: str
+    type_id: int
+    target: int
+    iou: float
+
+
+def pick_target_frames(split: RevosSplit, max_items: int | None = None, type_ids: Sequence[int] = (0, 1)):
+    """``(video, exp_id, frame)`` for expressions of the given types: the frame where the object is largest.
+
+    Arguments:
+      split (RevosSplit): the data.
+      max_items (int | None): keep at most this many (in file order).
+      type_ids (Sequence[int]): expression types to use (0 referring, 1 reasoning).
+    Returns:
+      list[tuple[str, str, int]]
+    """
+    items = []
+    for video, exp in split.expressions():
+        if exp.type_id not in type_ids:
+            continue
+        areas = split.gt_masks(video, exp.exp_id).reshape(len(split.videos[video].frames), -1).sum(1)
+        if areas.max() == 0:
+            continue
+        items.append((video, exp.exp_id, int(areas.argmax())))
+        if max_items is not None and len(items) >= max_items:
+            break
+    return items
+
+
+@torch.no_grad()
+def target_frame_scores(
+    model: VisaModel,
+    split: RevosSplit,
+    items: Sequence[tuple[str, str, int]],
+    max_refs: int = 11,
+    cache: FrameFeatureCache | None = None,
+    progress: bool = True,
+) -> list[TargetFrameScore]:
+    """IoU of the teacher-forced mask of each ``(video, exp_id, target)`` with its ground truth.
+
+    References follow VISA's evaluation rule (``eval_reference_frames``) and the prompt uses
+    template 0 and the lower-cased expression, as in VISA's evaluation.
+
+    Arguments:
+      model (VisaModel): the model (eval mode is set here).
+      split (RevosSplit): the data.
+      items (Sequence[tuple[str, str, int]]): e.g. from :func:`pick_target_frames`.
+      max_refs (int): reference budget.
+      cache (FrameFeatureCache | None): reuse features across calls.
+      progress (bool): tqdm bar.
+    Returns:
+      list[TargetFrameScore]
+    """
+    model.eval()
+    cache = cache or FrameFeatureCache(model, split)
+    scores = []
+    for video, exp_id, target in tqdm(items, desc="target frames", disable=not progress):
+        meta = split.videos[video]
+        exp = meta.expressions[exp_id]
+        refs = eval_reference_frames(len(meta.frames), target, max_refs)
+        tokens = cache.tokens(video, [*refs, target])
+        conv = model.tokenize(" ".join(exp.text.lower().split()), len(refs))
+        out = model(conv.input_ids, tokens, cache.sam_image(video, target), conv.attention_mask)
+        pred = (out.mask_logits[0] > 0).cpu().numpy()
+        gt = split.gt_masks(video, exp_id, frames=slice(target, target + 1))[0] > 0
+        union = np.logical_or(pred, gt).sum()
+        iou = 1.0 if union == 0 else float(np.logical_and(pred, gt).sum() / union)
+        scores.append(TargetFrameScore(video, exp_id, exp.text, exp.type_id, target, iou))
+    return scores
