@@ -8,6 +8,7 @@ Cases:
                 resized and turned, one sometimes dropped and a false positive sometimes added
                 (what a segmentation model produces).
     unrelated   prediction and ground truth are independent random ellipses (boundaries far apart).
+    many        like ``objects`` but with 200 small ellipses (axes 2-12 px): long, scattered boundaries.
     noise       i.i.d. 50 % pixel noise for both: boundaries everywhere, the worst case for both methods.
 
 Usage::
@@ -35,13 +36,17 @@ from visa_lib.metrics import _f_measure_reference, _radius, f_measure  # noqa: E
 RESOLUTIONS = {"480p": (480, 854), "720p": (720, 1280), "1080p": (1080, 1920)}
 #: (case, resolution) rows of the table, in order.
 ROWS = [("objects", "480p"), ("objects", "720p"), ("objects", "1080p"),
-        ("unrelated", "720p"), ("noise", "720p")]
+        ("unrelated", "720p"), ("many", "720p"), ("noise", "720p")]
 
 
-def _ellipse_params(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[float, ...]:
+def _ellipse_params(rng: np.random.Generator, shape: tuple[int, int],
+                    small: bool = False) -> tuple[float, ...]:
     h, w = shape
-    return (rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.03, 0.2) * w, rng.uniform(0.03, 0.2) * h,
-            rng.uniform(0, 180))
+    if small:
+        axes = rng.uniform(2, 12, size=2)
+    else:
+        axes = (rng.uniform(0.03, 0.2) * w, rng.uniform(0.03, 0.2) * h)
+    return rng.uniform(0, w), rng.uniform(0, h), axes[0], axes[1], rng.uniform(0, 180)
 
 
 def _draw(shape: tuple[int, int], ellipses: list[tuple[float, ...]]) -> np.ndarray:
@@ -57,7 +62,8 @@ def make_pair(case: str, shape: tuple[int, int], rng: np.random.Generator) -> tu
     """One (prediction, ground truth) pair of bool ``[H, W]`` masks for ``case``."""
     if case == "noise":
         return rng.random(shape) < 0.5, rng.random(shape) < 0.5
-    gt = [_ellipse_params(rng, shape) for _ in range(rng.integers(1, 5))]
+    count = 200 if case == "many" else rng.integers(1, 5)
+    gt = [_ellipse_params(rng, shape, small=case == "many") for _ in range(count)]
     if case == "unrelated":
         pred = [_ellipse_params(rng, shape) for _ in range(rng.integers(1, 5))]
         return _draw(shape, pred), _draw(shape, gt)
