@@ -59,12 +59,12 @@ SIZE_RANGE: dict[str, tuple[float, float]] = {
 
 #: Every expression pattern, by kind. Placeholders: {desc} an object description ("cat", "red square",
 #: or "object" for the video-wide variants), {descs} its plural, {dir} left/right/up/down,
-#: {side} left/right/top/bottom.
+#: {side} "on the left", "on the right", "at the top" or "at the bottom".
 EXPRESSION_TEMPLATES: dict[str, tuple[str, ...]] = {
     "name": ("the {desc}",),
     "plural": ("the {descs}", "all the {descs}"),
     "motion": ("the {desc} moving {dir}", "the {desc} that moves {dir}"),
-    "position": ("the {desc} on the {side}",),
+    "position": ("the {desc} {side}",),
     "small": ("the small {desc}", "the smaller {desc}"),
     "big": ("the big {desc}", "the bigger {desc}"),
     "still": ("the {desc} that stays still", "the {desc} that does not move"),
@@ -107,7 +107,7 @@ KIND_TYPE: dict[str, int] = {
     "biggest": 1, "knowledge": 1,
 }
 DIRECTIONS = ("left", "right", "up", "down")
-SIDES = ("left", "right", "top", "bottom")
+SIDES = ("on the left", "on the right", "at the top", "at the bottom")
 _WORD_RE = re.compile(r"[a-z]+|\?")
 
 
@@ -480,8 +480,7 @@ def candidate_expressions(objects: Sequence[ObjectInfo], num_frames: int, width:
                 add("motion", [t.format(desc=desc, dir=d) for t in tpl["motion"]], movers)
         if len(members) < 2:
             continue
-        for side, axis, pick_max in (("left", "x", False), ("right", "x", True),
-                                     ("top", "y", False), ("bottom", "y", True)):
+        for side, axis, pick_max in zip(SIDES, "xxyy", (False, True, False, True), strict=True):
             means = [o.mean_x if axis == "x" else o.mean_y for o in members]
             j = _unique_extreme(means, pick_max, margin=0.12 * (width if axis == "x" else height))
             if j is not None and _always_beyond(members[j], members, axis, pick_max, num_frames):
