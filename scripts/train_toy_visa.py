@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
     cache = FrameFeatureCache(model, train)
     start = time.time()
     history = []
-    bar = tqdm(range(args.steps), desc="train toy VISA")
+    bar = tqdm(range(args.steps), desc="train toy VISA", mininterval=10)
     for step in bar:
         batch = [draw_training_sample(cache, rng, frame_range=tuple(args.refs)) for _ in range(args.batch)]
         logs = training_step(model, batch, optimizer, grad_clip=1.0, scheduler=scheduler)

@@ -76,7 +76,7 @@ def model():
 
 
 def test_registry_names_and_knobs():
-    assert get_config("toy").tokens_per_frame == 112
+    assert get_config("chatunivi-7b").tokens_per_frame == 112 and get_config("toy").tokens_per_frame == 28
     assert (
         get_config("chatunivi-7b").llm.hidden_size == 4096
         and get_config("chatunivi-13b").llm.hidden_size == 5120
