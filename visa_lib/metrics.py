@@ -183,32 +183,34 @@ def _count_matched(query: _Crop, target: _Crop, shape: tuple[int, int], radius: 
     qmap, qtop, qleft = query
     tmap, ttop, tleft = target
     ys, xs = np.divmod(np.flatnonzero(qmap.view(bool)), qmap.shape[1])
-    # Only target pixels within `radius` of the query crop matter: integrate the target over that region.
-    top, left = max(qtop - radius, ttop), max(qleft - radius, tleft)
-    bottom = min(qtop + qmap.shape[0] + radius, ttop + tmap.shape[0], shape[0])
-    right = min(qleft + qmap.shape[1] + radius, tleft + tmap.shape[1], shape[1])
-    if top >= bottom or left >= right or ys.size == 0:
+    # Work in the query crop grown by `radius` on every side (zeros where it sticks out of the frame): it
+    # holds every target pixel that can match, and no rectangle around a query pixel leaves it.
+    top, left = qtop - radius, qleft - radius
+    region = np.zeros((qmap.shape[0] + 2 * radius, qmap.shape[1] + 2 * radius), np.uint8)
+    y0, x0 = max(top, ttop), max(left, tleft)
+    y1 = min(top + region.shape[0], ttop + tmap.shape[0])
+    x1 = min(left + region.shape[1], tleft + tmap.shape[1])
+    if y0 >= y1 or x0 >= x1 or ys.size == 0:
         return 0
-    counts = cv2.integral(tmap[top - ttop:bottom - ttop, left - tleft:right - tleft]).ravel()  # int32
-    height, width = bottom - top, right - left
-    ys = (ys + (qtop - top))[:, None]  # query pixels in region coordinates, [N, 1]
-    xs = (xs + (qleft - left))[:, None]
+    region[y0 - top:y1 - top, x0 - left:x1 - left] = tmap[y0 - ttop:y1 - ttop, x0 - tleft:x1 - tleft]
+    counts = cv2.integral(region).ravel()  # int32; counts[y * stride + x] = region[:y, :x].sum()
+    stride = region.shape[1] + 1
+    corner = ((ys + radius) * stride + xs + radius)[:, None]  # [N, 1] flat index of each query pixel
 
-    def any_target(rows: np.ndarray, cols: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    def any_target(at: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
         """[N, 1] pixels x [K] centred rectangles -> bool [N]: a target pixel in at least one rectangle."""
-        y0 = np.clip(rows - dy, 0, height) * (width + 1)
-        y1 = np.clip(rows + dy + 1, 0, height) * (width + 1)
-        x0, x1 = np.clip(cols - dx, 0, width), np.clip(cols + dx + 1, 0, width)
-        inside = counts.take(y1 + x1) - counts.take(y0 + x1) - counts.take(y1 + x0) + counts.take(y0 + x0)
+        below, above = (dy + 1) * stride, -dy * stride
+        inside = (counts.take(at + below + dx + 1) - counts.take(at + above + dx + 1)
+                  - counts.take(at + below - dx) + counts.take(at + above - dx))
         return inside.any(axis=1)
 
     _, rect_dx, rect_dy, inner = _disk(radius)
-    sure = any_target(ys, xs, rect_dx[inner:inner + 1], rect_dy[inner:inner + 1])
-    maybe = any_target(ys, xs, np.array([radius]), np.array([radius])) & ~sure
+    sure = any_target(corner, rect_dx[inner:inner + 1], rect_dy[inner:inner + 1])
+    maybe = any_target(corner, np.array([radius]), np.array([radius])) & ~sure
     todo = np.flatnonzero(maybe)
     matched = int(np.count_nonzero(sure))
     if todo.size:
-        matched += int(np.count_nonzero(any_target(ys[todo], xs[todo], rect_dx, rect_dy)))
+        matched += int(np.count_nonzero(any_target(corner[todo], rect_dx, rect_dy)))
     return matched
 
 
