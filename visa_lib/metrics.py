@@ -18,8 +18,8 @@ J and F binarise their inputs with ``!= 0``; their values are bit-identical to D
   ground truth as the uint8 *sum* of the decoded masks of all annotation ids (0/1). Consequently A
   counts only agreeing background (1 != 255 on true positives) and each false-positive pixel weighs
   255 in R. numpy's dtype rules apply unchanged: for uint8 inputs ``1 - gt`` wraps (gt = 2 -> 255)
-  and the product wraps mod 256, while the sums are taken in 64 bits. This reproduces published
-  ReVOS A/R numbers.
+  and the product wraps mod 256, while the sums are taken in 64 bits. Papers that report ReVOS A and
+  R use VISA's script, hence this arithmetic.
 - ``mode="binary"`` binarises everything with ``!= 0`` first: A is plain pixel accuracy and
   ``R = max(1 − FP / (|foreground| + 1e-6), 0)``.
 
@@ -166,7 +166,7 @@ def _to_frame(crop: _Crop, shape: tuple[int, int]) -> np.ndarray:
     return frame
 
 
-def _count_matched(query: _Crop, target: _Crop, shape: tuple[int, int], radius: int) -> int:
+def _count_matched(query: _Crop, target: _Crop, radius: int) -> int:
     """How many ``query`` boundary pixels have a ``target`` boundary pixel inside the disk around them.
 
     Equals ``sum(query_map * cv2.dilate(target_map, disk(radius)))`` but never dilates: the disk is a
@@ -177,7 +177,6 @@ def _count_matched(query: _Crop, target: _Crop, shape: tuple[int, int], radius: 
 
     Args:
         query, target: cropped boundary maps ``(uint8 [h, w], top, left)`` from :func:`_boundary`.
-        shape: frame size ``(H, W)``.
         radius: disk radius in pixels.
     """
     qmap, qtop, qleft = query
@@ -225,7 +224,7 @@ def _count_matched_dense(query: np.ndarray, target: np.ndarray, radius: int) -> 
     near = cv2.dilate(target, cv2.getStructuringElement(cv2.MORPH_RECT, size))
     rest = cv2.subtract(query, near)  # query pixels without a target in that rectangle (uint8 saturates)
     settled = cv2.countNonZero(query) - cv2.countNonZero(rest)
-    return settled + _count_matched((rest, 0, 0), (target, 0, 0), target.shape, radius)
+    return settled + _count_matched((rest, 0, 0), (target, 0, 0), radius)
 
 
 def _f_from_counts(n_pred: int, n_gt: int, pred_matched: int, gt_matched: int) -> float:
@@ -254,8 +253,8 @@ def _f_frame(pred: np.ndarray, gt: np.ndarray, radius: int) -> float:
         pred_map, gt_map = _to_frame(pred_crop, shape), _to_frame(gt_crop, shape)
         return _f_from_counts(n_pred, n_gt, _count_matched_dense(pred_map, gt_map, radius),
                               _count_matched_dense(gt_map, pred_map, radius))
-    return _f_from_counts(n_pred, n_gt, _count_matched(pred_crop, gt_crop, shape, radius),
-                          _count_matched(gt_crop, pred_crop, shape, radius))
+    return _f_from_counts(n_pred, n_gt, _count_matched(pred_crop, gt_crop, radius),
+                          _count_matched(gt_crop, pred_crop, radius))
 
 
 def f_measure(pred: np.ndarray, gt: np.ndarray, bound_th: float = BOUND_TH) -> float | np.ndarray:
