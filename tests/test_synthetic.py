@@ -13,6 +13,7 @@ from visa_lib.data.synthetic import (
     HEIGHT,
     WIDTH,
     ObjectInfo,
+    _plan_track,
     anno_id_base,
     candidate_expressions,
     generate_split,
@@ -147,6 +148,19 @@ def test_expressions_are_unambiguous_and_true(in_memory_videos):
                 desc = exp.text.removeprefix("the ")
                 assert [o.index for o in info.objects if o.desc == desc] == list(exp.objects)
     assert {"name", "knowledge"} <= kinds_seen
+
+
+def test_paths_include_entering_leaving_late_and_early_objects():
+    entering = leaving = late = early = 0
+    for seed in range(200):
+        track = _plan_track(np.random.default_rng(seed), "square", "red", 30, HEIGHT, WIDTH)
+        inside = (track.centres[:, 0] >= 0) & (track.centres[:, 0] < WIDTH) & (track.centres[:, 1] >= 0) & (
+            track.centres[:, 1] < HEIGHT)
+        entering += bool(not inside[0] and inside.any())
+        leaving += bool(inside[0] and not inside[-1])
+        late += bool(not track.present[0] and track.present[-1])
+        early += bool(track.present[0] and not track.present[-1])
+    assert min(entering, leaving, late, early) >= 5, (entering, leaving, late, early)
 
 
 def _obj(index, category, colour="", **kw) -> ObjectInfo:

@@ -270,7 +270,8 @@ def _sample_objects(rng: np.random.Generator, count: int) -> list[tuple[str, str
 
 
 def _plan_track(rng: np.random.Generator, category: str, colour: str, t: int, h: int, w: int) -> _Track:
-    """Sample an object's path: bounce or leave, speed, scale change, late appearance, early exit."""
+    """Sample an object's path: bounce or leave (sometimes entering from outside the frame), speed, scale
+    change, late appearance, early exit."""
     if category in sp.SHAPES:
         sprite = sp.shape_sprite(category, colour)
     else:
@@ -299,6 +300,13 @@ def _plan_track(rng: np.random.Generator, category: str, colour: str, t: int, h:
         present[: int(rng.uniform(0.45, 0.8) * t)] = False
     elif r < 0.3:  # vanishes early
         present[int(rng.uniform(0.25, 0.6) * t):] = False
+    if not bounce and speed >= 1.5 and present[0] and rng.random() < 0.4:
+        # enters the frame: start outside, so the leading edge crosses the border at frame `delay`
+        axis = int(np.argmax(np.abs(velocity)))
+        half = size * scales[0] / 2
+        border = -half if velocity[axis] > 0 else (w, h)[axis] + half
+        delay = rng.uniform(0, 0.4) * t
+        start[axis] = border - velocity[axis] * delay
 
     centres = np.zeros((t, 2))
     pos, vel = start.copy(), velocity.copy()
