@@ -143,7 +143,7 @@ def vocabulary() -> list[str]:
 # --------------------------------------------------------------------------------------------- scene model
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: it holds numpy arrays
 class ObjectInfo:
     """What the expression generator knows about one object of a rendered video.
 
@@ -154,7 +154,7 @@ class ObjectInfo:
         first, last: first and last frame where the object is visible (-1 if never).
         first_in_frame, last_in_frame: first and last frame where it is drawn inside the frame, even if
             hidden behind another object (-1: same as first / last). "Leaves the scene" needs
-            ``last_in_frame == last``: an object merely hidden at the end has not left.
+            ``last_in_frame <= last + 1``: an object merely hidden at the end has not left.
         mean_x, mean_y: mean centre of the visible mask, pixels.
         mean_area: mean visible area over the frames where it is visible, pixels.
         speed: mean displacement of its centre per frame while visible, pixels.
@@ -224,7 +224,6 @@ class VideoInfo:
     num_frames: int
     height: int = HEIGHT
     width: int = WIDTH
-    extra: dict = field(default_factory=dict)
 
     @property
     def source(self) -> str:
@@ -562,10 +561,11 @@ def candidate_expressions(objects: Sequence[ObjectInfo], num_frames: int, width:
     return out
 
 
-def resolve_expression(text: str, objects: Sequence[ObjectInfo], num_frames: int) -> tuple[int, ...] | None:
+def resolve_expression(text: str, objects: Sequence[ObjectInfo], num_frames: int, width: int = WIDTH,
+                       height: int = HEIGHT) -> tuple[int, ...] | None:
     """The object indices ``text`` refers to in a video (empty tuple = no target), or None when the
-    text is not a valid, unambiguous expression for it."""
-    for exp in candidate_expressions(objects, num_frames):
+    text is not a valid, unambiguous expression for it (same rules as :func:`candidate_expressions`)."""
+    for exp in candidate_expressions(objects, num_frames, width, height):
         if exp.text == text:
             return exp.objects
     return None
