@@ -31,7 +31,15 @@ from pathlib import Path  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from visa_lib.metrics import _f_measure_reference, _radius, f_measure  # noqa: E402
+from visa_lib.metrics import (  # noqa: E402
+    _f_measure_reference,
+    _radius,
+    accuracy,
+    f_measure,
+    jaccard,
+    robustness,
+    to_visa_prediction,
+)
 
 RESOLUTIONS = {"480p": (480, 854), "720p": (720, 1280), "1080p": (1080, 1920)}
 #: (case, resolution) rows of the table, in order.
@@ -114,6 +122,22 @@ def run(frames: int, repeats: int, seed: int) -> list[dict[str, object]]:
     return results
 
 
+def time_other_metrics(frames: int, repeats: int, seed: int) -> str:
+    """ms/frame of J, A and R (VISA mode: 0/255 prediction, 0/1 ground truth) on 720p ``objects`` masks."""
+    rng = np.random.default_rng(seed)
+    pairs = [make_pair("objects", RESOLUTIONS["720p"], rng) for _ in range(frames)]
+    pred, gt = np.stack([p for p, _ in pairs]), np.stack([g for _, g in pairs])
+    pred255, gt01 = to_visa_prediction(pred), gt.astype(np.uint8)
+    calls = {"J": lambda: jaccard(pred, gt), "A": lambda: accuracy(pred255, gt01),
+             "R": lambda: robustness(pred255, gt01, gt01)}
+    cells = []
+    for fn in calls.values():
+        fn()
+        cells.append(f"{1e3 * _best_time(fn, repeats) / frames:.2f}")
+    return ("| 720x1280 objects, ms/frame | " + " | ".join(calls) + " |\n|---|---|---|---|\n"
+            "| visa_lib.metrics | " + " | ".join(cells) + " |\n")
+
+
 def to_markdown(results: list[dict[str, object]], frames: int, repeats: int) -> str:
     cpu = platform.processor() or platform.machine()
     lines = [f"{frames} frames per row, best of {repeats} runs (process CPU time), one thread, {cpu}; "
@@ -136,6 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)
     table = to_markdown(run(args.frames, args.repeats, args.seed), args.frames, args.repeats)
+    table += "\n" + time_other_metrics(args.frames, args.repeats, args.seed)
     print(table)
     if args.out:
         args.out.write_text(table)
