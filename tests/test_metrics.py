@@ -344,6 +344,15 @@ def test_a_and_r_stacks_match_per_frame_values() -> None:
         assert robustness(pred, gt, fg)[t] == max(1 - false_pos / (np.sum(fg[t]) + 1e-6), 0)
 
 
+def test_per_frame_sum_equals_numpy_sum_beyond_float32_precision() -> None:
+    # 512*512 random bytes sum to ~3.3e7 > 2**24: a float32 accumulator would round, numpy's uint64 does not.
+    frames = np.random.default_rng(4).integers(0, 256, (2, 512, 512), dtype=np.uint8)
+    expected = np.sum(frames, axis=(1, 2))
+    got = metrics._sum(frames)
+    assert got.dtype == expected.dtype and np.array_equal(got, expected) and expected.min() > 2**24
+    np.testing.assert_array_equal(metrics._sum(frames.astype(np.int16)), expected)
+
+
 # ---------------------------------------------------------------------------------------------- errors
 def test_shape_mismatch_names_both_shapes() -> None:
     with pytest.raises(ValueError, match=r"\(4, 5\).*\(4, 6\)"):
