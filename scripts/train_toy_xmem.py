@@ -4,11 +4,13 @@ XMem's main training stage, shrunk: short clips (``--clip-len`` frames) from vid
 :func:`visa_lib.data.synthetic.make_video`; the first frame's ground-truth mask is given, every later frame is
 segmented by reading the memory of all earlier frames (dense softmax, as XMem trains) and then written to
 memory from its own *predicted* soft mask, so the network learns to recover from its mistakes. Loss:
-bootstrapped cross-entropy (hardest pixels, fraction annealed from 100% to 15%) plus soft Dice.
+bootstrapped cross-entropy (hardest pixels, fraction annealed from 100% to 15%) plus soft Dice, plus two
+training-only helpers for learning from scratch (see ``aux_loss``): the ground-truth masks carried by the
+affinity alone are supervised (label propagation), and large shrinkage is penalised.
 
 Command that produced the shipped ``data_samples/weights/toy_xmem.safetensors`` (one CPU core)::
 
-    OMP_NUM_THREADS=1 python scripts/train_toy_xmem.py --minutes 50 --seed 0
+    OMP_NUM_THREADS=1 python scripts/train_toy_xmem.py --minutes 48 --seed 0
 
 Weights are stored in float16 to keep the file small; they are loaded back into the float32 network.
 """
@@ -134,7 +136,9 @@ def clip_forward(
         rng: for the deep-update coin flips.
 
     Returns:
-        list of logits ``[B, 2, H, W]`` (background, object) for frames 1..T-1.
+        (logits, aux): logits ``[B, 2, H, W]`` (background, object) for frames 1..T-1, and the auxiliary
+        terms -- the ground-truth masks carried to each query frame by the affinity alone (1/16 resolution,
+        ``[B, h*w]`` with its target) and the shrinkage of the memory frames.
     """
     b, t = frames.shape[:2]
     key, shrinkage, selection, f16, f8, f4 = net.encode_key(frames.flatten(0, 1))
@@ -145,12 +149,17 @@ def clip_forward(
     hidden = torch.zeros(b, 1, net.hidden_dim, h16, w16)
     value, hidden = net.encode_value(frames[:, 0], f16[:, 0], hidden, masks[:, 0])
     mem_k, mem_s, mem_v = [key[:, 0].flatten(2)], [shrinkage[:, 0].flatten(2)], [value[:, 0].flatten(2)]
+    m16 = F.adaptive_avg_pool2d(masks[:, :, 0], (h16, w16)).flatten(2)  # [B, T, h*w] ground truth at 1/16
     outs = []
+    aux: dict[str, list[torch.Tensor]] = {"carried": [], "target": [], "shrinkage": [shrinkage]}
     for i in range(1, t):
         mk, ms, mv = torch.cat(mem_k, -1), torch.cat(mem_s, -1), torch.cat(mem_v, -1)
         sim = get_similarity(mk, ms, key[:, i].flatten(2), selection[:, i].flatten(2))
         affinity = torch.softmax(sim, dim=1)  # dense during training, as XMem does
         readout = (mv @ affinity).view(b, 1, -1, h16, w16)
+        # label propagation: what the affinity alone says about the query frame's mask
+        aux["carried"].append((m16[:, :i].flatten(1).unsqueeze(1) @ affinity).squeeze(1))
+        aux["target"].append(m16[:, i])
         hidden, logits, prob = net.segment(
             (f16[:, i], f8[:, i], f4[:, i]), readout, hidden, h_out=True, strip_bg=False
         )
@@ -163,7 +172,25 @@ def clip_forward(
             mem_k.append(key[:, i].flatten(2))
             mem_s.append(shrinkage[:, i].flatten(2))
             mem_v.append(value[:, 0].flatten(2))
-    return outs
+    return outs, aux
+
+
+#: Weights of the auxiliary terms: label propagation through the affinity (teaches the keys directly, which
+#: matters when they are learnt from scratch) and a penalty that keeps the shrinkage from exploding (without
+#: it the toy learns near-one-hot attention early and the keys stop receiving gradient).
+AUX_PROPAGATION_WEIGHT = 1.0
+SHRINKAGE_PENALTY = 0.01
+
+
+def aux_loss(aux: dict[str, list[torch.Tensor]]) -> torch.Tensor:
+    """BCE of the affinity-carried masks + a quadratic penalty on ``shrinkage - 1``."""
+    carried = torch.stack(aux["carried"]).clamp(1e-4, 1 - 1e-4)
+    target = torch.stack(aux["target"])
+    shrink = aux["shrinkage"][0]
+    return (
+        AUX_PROPAGATION_WEIGHT * F.binary_cross_entropy(carried, target)
+        + SHRINKAGE_PENALTY * ((shrink - 1) ** 2).mean()
+    )
 
 
 def clip_loss(outs: list[torch.Tensor], masks: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -216,8 +243,8 @@ def main(argv: list[str] | None = None) -> None:
         for g in opt.param_groups:
             g["lr"] = lr
         frames, masks = producer.batch(args.batch)
-        outs = clip_forward(net, frames, masks, deep_update_p=0.2, rng=rng)
-        loss = clip_loss(outs, masks, top_p=max(0.15, 1 - 1.5 * frac))
+        outs, aux = clip_forward(net, frames, masks, deep_update_p=0.2, rng=rng)
+        loss = clip_loss(outs, masks, top_p=max(0.15, 1 - 1.5 * frac)) + aux_loss(aux)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
