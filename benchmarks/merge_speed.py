@@ -13,7 +13,7 @@ off: in 1024 dimensions many densities differ by less than 1e-6, so noise drawn 
 order would pick different centres).
 
 Usage:
-    python benchmarks/merge_speed.py [--frames 13] [--threads 1] [--repeats 20] [--device cpu]
+    OMP_NUM_THREADS=1 python benchmarks/merge_speed.py [--frames 13] [--repeats 20] [--clock cpu]
 """
 
 from __future__ import annotations
@@ -70,18 +70,23 @@ def clustered_tokens(frames: int, tokens: int, channels: int, seed: int = 0) -> 
     )
 
 
-def _time(fn, x: torch.Tensor, repeats: int, device: str) -> float:
-    """Median wall time (seconds) of ``fn(x)`` over ``repeats`` runs after one warm-up."""
+def _time(fn, x: torch.Tensor, repeats: int, device: str, clock: str) -> float:
+    """Median time (seconds) of ``fn(x)`` over ``repeats`` runs after one warm-up.
+
+    ``clock="cpu"`` uses the process CPU time (robust on a shared machine, meaningful with one
+    thread on the CPU); ``"wall"`` the wall clock (use it on a GPU or with several threads).
+    """
+    now = time.process_time if clock == "cpu" else time.perf_counter
     fn(x)
     times = []
     for _ in range(repeats):
         if device == "cuda":
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start = now()
         fn(x)
         if device == "cuda":
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+        times.append(now() - start)
     return statistics.median(times)
 
 
@@ -95,6 +100,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--clock", choices=("cpu", "wall"), default="cpu", help="process CPU time or wall clock"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     x = clustered_tokens(args.frames, args.tokens, args.channels)
@@ -108,12 +116,13 @@ def main() -> None:
     }
     merge_module.DENSITY_NOISE = noise
 
-    t_ref = _time(reference_loop, x, max(3, args.repeats // 4), "cpu")
-    t_loop = _time(spatial_merge_loop, x.to(args.device), args.repeats, args.device)
-    t_batch = _time(spatial_merge, x.to(args.device), args.repeats, args.device)
+    t_ref = _time(reference_loop, x, max(3, args.repeats // 4), "cpu", args.clock)
+    t_loop = _time(spatial_merge_loop, x.to(args.device), args.repeats, args.device, args.clock)
+    t_batch = _time(spatial_merge, x.to(args.device), args.repeats, args.device, args.clock)
     result = {
         "device": args.device,
         "threads": args.threads,
+        "clock": args.clock,
         "shape": [args.frames, args.tokens, args.channels],
         "reference_loop_frames_per_s (cpu)": round(args.frames / t_ref, 1),
         "library_loop_frames_per_s": round(args.frames / t_loop, 1),
