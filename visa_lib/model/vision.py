@@ -303,8 +303,9 @@ def build_vision_tower(
                 f"toy vision tower weights {weights} are missing; run `python scripts/train_toy_clip.py`"
             )
     # The toy size is fixed by toy_vision_config(); only real checkpoints bring their own config.json.
+    state = _read_state_dict(weights)  # before building: a missing file must not cost a 300M-parameter init
     cfg = config or (None if name == "toy" else _config_from_dir(weights)) or VISION_CONFIGS[name]()
     clip = CLIPVisionModel(cfg)
     source = "<state dict>" if isinstance(weights, Mapping) else str(weights)
-    load_vision_state(clip, _read_state_dict(weights), source)
+    load_vision_state(clip, state, source)
     return VisionTower(clip, name=name)
