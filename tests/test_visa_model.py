@@ -253,3 +253,22 @@ def test_quantised_loading_without_bitsandbytes_says_what_to_install():
         pytest.skip("bitsandbytes is installed here")
     with pytest.raises(ImportError, match=r"pip install visa_lib\[full\]"):
         build_visa("chatunivi-7b", load_in_4bit=True, checkpoint=None)
+
+
+def test_gradient_checkpointing_still_trains_the_adapters():
+    torch.manual_seed(0)
+    model = build_visa(
+        TINY.replace(gradient_checkpointing=True),
+        weights=None,
+        pretrained=False,
+        check_trained=False,
+        vision_tower=tiny_vision_tower(),
+        sam=build_sam("toy", pretrained=False),
+    )
+    assert model.causal_lm.is_gradient_checkpointing
+    prepare_for_training(model, mode="lora")
+    clip = frames(3)
+    loss, _ = sample_forward(model, VisaSample(clip[:2], clip[2], ["the cat"], np.zeros((1, 48, 64), bool)))
+    loss.total.backward()
+    lora_grads = [p.grad for n, p in model.named_parameters() if "lora_B" in n]
+    assert lora_grads and all(g is not None for g in lora_grads)
