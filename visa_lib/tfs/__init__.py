@@ -20,6 +20,7 @@ from visa_lib.tfs.answers import (
     target_frame,
 )
 from visa_lib.tfs.samplers import FirstFrameSampler, FrameSampler, OracleSampler, TFSResult, UniformSampler
+from visa_lib.tfs.video_llm import VideoLLM, VideoLLMConfig, VideoLLMSampler, build_frame_sampler
 
 __all__ = [
     "FALLBACK_TP",
@@ -31,7 +32,11 @@ __all__ = [
     "OracleSampler",
     "TFSResult",
     "UniformSampler",
+    "VideoLLM",
+    "VideoLLMConfig",
+    "VideoLLMSampler",
     "aggregate",
+    "build_frame_sampler",
     "build_question",
     "oracle_frame",
     "oracle_tp",
