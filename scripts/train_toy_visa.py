@@ -1,16 +1,23 @@
 """Train the toy VISA model on ReasonVOS-lite and write data_samples/weights/toy_visa.safetensors.
 
-What is trained (visa_lib.train.trainable, mode "full"): every weight of the tiny LLaMA (it starts
-from random weights: there is no pretrained toy Chat-UniVi to put LoRA adapters on), its
-``[SEG]`` row and lm_head, the projector, the ``[SEG]`` head and SAM's mask decoder. Frozen: the
-toy CLIP tower and SAM's image and prompt encoders (their features are cached once per frame).
-Loss: 1.0 CE + 2.0 BCE + 0.5 DICE. Samples: VISA's clip sampler (uniform segments, target among
-the references, 5 % negative frames, up to 3 expressions, random question/answer templates).
+Two phases, both with frozen toy CLIP and toy SAM image/prompt encoders (their per-frame features
+are cached once):
+
+1. **Warm-up of the toy LLM** (``--warmup-steps``, CE only). The tiny LLaMA starts from random
+   weights -- there is no pretrained toy Chat-UniVi -- and a random LLM's state before ``[SEG]`` is
+   the same for every query (cosine ~1.0 between queries), so nothing can be learnt from it. Here
+   it learns to answer VISA's question with "It is {query}.", i.e. to find the query among the
+   visual tokens. This stands in for Chat-UniVi's own pretraining.
+2. **VISA training** (``--steps``), VISA's recipe: answer "It is [SEG]." (random question/answer
+   templates), loss 1.0 CE + 2.0 BCE + 0.5 DICE, clips from VISA's sampler (uniform segments,
+   target among the references, 5 % negative frames, up to 3 expressions). Trained: the whole
+   tiny LLM (``--mode full``; ``--mode lora`` gives VISA's LoRA q/v recipe) with its ``[SEG]`` row
+   and lm_head, the projector, the ``[SEG]`` head and SAM's mask decoder.
 
 Usage (one core, ~10-15 min)::
 
     OMP_NUM_THREADS=1 python scripts/train_toy_visa.py            # writes the shipped weights
-    python scripts/train_toy_visa.py --steps 50 --out /tmp/x.safetensors --eval-items 8   # smoke run
+    python scripts/train_toy_visa.py --warmup-steps 20 --steps 20 --out /tmp/x.safetensors --eval-items 4
 
 At the end it scores the teacher-forced mask of validation expressions at one target frame
 (VISA's evaluation reference rule) for the trained model and for the same model untrained.
@@ -34,6 +41,7 @@ from visa_lib.paths import REASONVOS_LITE
 from visa_lib.train.revos_samples import (
     FrameFeatureCache,
     draw_training_sample,
+    draw_warmup_sample,
     pick_target_frames,
     target_frame_scores,
 )
@@ -43,7 +51,8 @@ from visa_lib.train.trainable import merge_lora, prepare_for_training
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=1200, help="optimizer steps")
+    parser.add_argument("--warmup-steps", type=int, default=300, help="text-only LLM warm-up steps (phase 1)")
+    parser.add_argument("--steps", type=int, default=1200, help="VISA optimizer steps (phase 2)")
     parser.add_argument("--batch", type=int, default=2, help="clips per step")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate")
     parser.add_argument("--warmup", type=int, default=50, help="linear warm-up steps, then linear decay to 0")
@@ -51,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--refs",
         type=int,
         nargs=2,
-        default=(4, 8),
+        default=(4, 11),
         metavar=("MIN", "MAX"),
         help="reference frames per clip (VISA: 8 12; fewer is faster on CPU)",
     )
@@ -90,26 +99,33 @@ def main(argv: list[str] | None = None) -> dict:
     counts = prepare_for_training(model, mode=args.mode, train_projector=args.mode == "full")
     print("trainable parameters:", counts, flush=True)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0, betas=(0.9, 0.95))
-
-    def schedule(step: int) -> float:  # VISA's WarmupDecayLR shape
-        if step < args.warmup:
-            return (step + 1) / args.warmup
-        return max(0.0, (args.steps - step) / max(1, args.steps - args.warmup))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     cache = FrameFeatureCache(model, train)
     start = time.time()
-    history = []
-    bar = tqdm(range(args.steps), desc="train toy VISA", mininterval=10)
-    for step in bar:
-        batch = [draw_training_sample(cache, rng, frame_range=tuple(args.refs)) for _ in range(args.batch)]
-        logs = training_step(model, batch, optimizer, grad_clip=1.0, scheduler=scheduler)
-        history.append(logs)
-        if step % 25 == 0 or step == args.steps - 1:
-            recent = {k: float(np.mean([h[k] for h in history[-25:]])) for k in logs}
-            bar.set_postfix({k: f"{v:.3f}" for k, v in recent.items()})
-            print(f"step {step}: " + " ".join(f"{k}={v:.4f}" for k, v in recent.items()), flush=True)
+    refs = tuple(args.refs)
+
+    def run_phase(name: str, steps: int, draw) -> list[dict[str, float]]:
+        optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0, betas=(0.9, 0.95))
+
+        def schedule(step: int) -> float:  # VISA's WarmupDecayLR shape
+            if step < args.warmup:
+                return (step + 1) / args.warmup
+            return max(0.0, (steps - step) / max(1, steps - args.warmup))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        history = []
+        for step in tqdm(range(steps), desc=name, mininterval=10):
+            batch = [draw(cache, rng, frame_range=refs) for _ in range(args.batch)]
+            history.append(training_step(model, batch, optimizer, grad_clip=1.0, scheduler=scheduler))
+            if step % 50 == 0 or step == steps - 1:
+                recent = {k: float(np.mean([h[k] for h in history[-50:]])) for k in history[-1]}
+                print(
+                    f"{name} step {step}: " + " ".join(f"{k}={v:.4f}" for k, v in recent.items()), flush=True
+                )
+        return history
+
+    if args.warmup_steps:
+        run_phase("warm-up (CE only)", args.warmup_steps, draw_warmup_sample)
+    history = run_phase("VISA", args.steps, draw_training_sample)
     train_seconds = time.time() - start
 
     merge_lora(model)  # no-op in "full" mode; folds the adapters in "lora" mode
@@ -119,6 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
     trained_scores = target_frame_scores(model, valid, items, cache=valid_cache)
     untrained_scores = target_frame_scores(untrained, valid, items)
     result = {
+        "warmup_steps": args.warmup_steps,
         "steps": args.steps,
         "batch": args.batch,
         "lr": args.lr,

@@ -272,3 +272,17 @@ def test_gradient_checkpointing_still_trains_the_adapters():
     loss.total.backward()
     lora_grads = [p.grad for n, p in model.named_parameters() if "lora_B" in n]
     assert lora_grads and all(g is not None for g in lora_grads)
+
+
+def test_free_answers_give_a_text_only_sample(model):
+    conv = model.tokenize(["the red circle"], 2, answers=["It is the red circle."])
+    kept = [t for t in conv.labels[0].tolist() if t != IGNORE_INDEX]
+    assert model.tokenizer.convert_ids_to_tokens(kept) == ["it", "is", "the", "red", "circle", ".", "</s>"]
+    clip = frames(3)
+    sample = VisaSample(
+        clip[:2], clip[2], ["the red circle"], np.zeros((0, 48, 64), bool), answers=["It is the red circle."]
+    )
+    loss, out = sample_forward(model, sample)
+    assert out.mask_logits.shape == (0, 48, 64) and float(loss.bce) == 0.0 and float(loss.ce) > 0
+    with pytest.raises(ValueError, match="one answer per expression"):
+        model.tokenize(["a", "b"], 2, answers=["It is a."])

@@ -29,7 +29,13 @@ from torch import nn
 from visa_lib.merge import spatial_merge
 from visa_lib.model import sam as sam_glue
 from visa_lib.model.configs import VisaConfig
-from visa_lib.model.prompts import IGNORE_INDEX, IMAGE_TOKEN_INDEX, build_prompt
+from visa_lib.model.prompts import (
+    IGNORE_INDEX,
+    IMAGE_TOKEN_INDEX,
+    build_conversation,
+    build_prompt,
+    build_question,
+)
 from visa_lib.model.tokenizer import build_labels, tokenize_prompt
 from visa_lib.paths import TOY_WEIGHTS
 
@@ -323,6 +329,7 @@ class VisaModel(nn.Module):
         with_answer: bool = True,
         question_index: int | Sequence[int] = 0,
         answer_index: int | Sequence[int] = 0,
+        answers: Sequence[str] | None = None,
     ) -> Conversations:
         """Build and tokenize one conversation per expression (``build_prompt``), right-padded.
 
@@ -331,6 +338,8 @@ class VisaModel(nn.Module):
           num_references (int): T, reference frames in the clip (the target adds one image).
           with_answer (bool): teacher-forced answer with ``[SEG]`` (True) or an open assistant turn.
           question_index, answer_index (int | Sequence[int]): template choice, one or one per expression.
+          answers (Sequence[str] | None): free answer texts instead of ``ANSWER_LIST`` (one per
+            expression, e.g. for a text-only warm-up of a toy LLM); each is followed by ``</s>``.
         Returns:
           Conversations: ids ``[N,L]``, attention ``[N,L]``, labels ``[N,L]`` (None if not with_answer).
         """
@@ -341,10 +350,18 @@ class VisaModel(nn.Module):
             raise ValueError("tokenize: give at least one expression")
         q_idx = [question_index] * n if isinstance(question_index, int) else list(question_index)
         a_idx = [answer_index] * n if isinstance(answer_index, int) else list(answer_index)
-        prompts = [
-            build_prompt(e, num_references, with_answer=with_answer, question_index=q, answer_index=a)
-            for e, q, a in zip(expressions, q_idx, a_idx, strict=True)
-        ]
+        if answers is not None:
+            if len(answers) != n or not with_answer:
+                raise ValueError(f"tokenize: give one answer per expression ({n}), with with_answer=True")
+            prompts = [
+                build_conversation(build_question(e, num_references, q), a)
+                for e, q, a in zip(expressions, q_idx, answers, strict=True)
+            ]
+        else:
+            prompts = [
+                build_prompt(e, num_references, with_answer=with_answer, question_index=q, answer_index=a)
+                for e, q, a in zip(expressions, q_idx, a_idx, strict=True)
+            ]
         rows, label_rows = [], []
         for prompt in prompts:
             if with_answer:

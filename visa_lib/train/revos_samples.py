@@ -114,6 +114,35 @@ def draw_training_sample(
     return training_sample(cache, clip, rng)
 
 
+def draw_warmup_sample(
+    cache: FrameFeatureCache, rng: np.random.Generator, frame_range: tuple[int, int] = (8, 12)
+) -> VisaSample:
+    """A text-only warm-up sample for a toy LLM trained from scratch: the answer repeats the query.
+
+    Same clips and question templates as VISA, but the answer is ``"It is {expression}."`` and
+    there is no ``[SEG]``: only the CE loss applies. Copying the query out of a long sequence of
+    visual tokens teaches the LLM to attend to it -- which a pretrained LLM (Chat-UniVi) already
+    does, and which the ``[SEG]`` state needs. Without it, the toy LLM's state before ``[SEG]`` is
+    the same for every query.
+    """
+    clip = sample_training_clip(cache.split.videos, rng, frame_range=frame_range, negative_prob=0.0)
+    meta = cache.split.videos[clip.video]
+    expressions = [meta.expressions[e].text.strip() for e in clip.expression_ids]
+    questions = [int(rng.integers(len(question_templates(e)))) for e in expressions]
+    return VisaSample(
+        reference_frames=None,
+        target_frame=None,
+        expressions=expressions,
+        gt_masks=np.zeros((0, meta.height, meta.width), dtype=bool),
+        question_index=questions,
+        answers=[f"It is {e}." for e in expressions],
+        image_tokens=torch.cat(
+            [cache.tokens(clip.video, clip.reference_frames), cache.tokens(clip.video, [clip.target_frame])]
+        ),
+        sam_image=cache.sam_image(clip.video, clip.target_frame),
+    )
+
+
 @dataclass
 class TargetFrameScore:
     """One expression scored at one target frame."""

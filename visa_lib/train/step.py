@@ -23,6 +23,8 @@ class VisaSample:
       expressions (list[str]): N queries.
       gt_masks (bool [N,H,W]): ground truth at the target frame (all zero for an absent object).
       question_index (list[int]), answer_index (list[int]): template choices (VISA draws them at random).
+      answers (list[str] | None): free answers instead of ``ANSWER_LIST`` (a text-only warm-up);
+        ``gt_masks`` then holds one mask per ``[SEG]`` in them (``[0,H,W]`` when there is none).
       image_tokens (Tensor | None): cached ``encode_images(refs + [target])`` (frozen, so reusable).
       sam_image (SamImage | None): cached ``encode_sam_image(target)``.
     """
@@ -33,6 +35,7 @@ class VisaSample:
     gt_masks: np.ndarray | torch.Tensor
     question_index: list[int] = field(default_factory=list)
     answer_index: list[int] = field(default_factory=list)
+    answers: list[str] | None = None
     image_tokens: torch.Tensor | None = None
     sam_image: SamImage | None = None
 
@@ -61,11 +64,14 @@ def sample_forward(model: VisaModel, sample: VisaSample) -> tuple[VisaLoss, Visa
         tokens.shape[0] - 1,  # every image but the last (the target) is a reference
         question_index=sample.question_index or [0] * n,
         answer_index=sample.answer_index or [0] * n,
+        answers=sample.answers,
     )
     out = model(conv.input_ids, tokens, sam_image, conv.attention_mask, conv.labels)
     gt = torch.as_tensor(np.asarray(sample.gt_masks)).float()
-    if len(out.seg_rows) != n:
-        raise RuntimeError(f"sample_forward: {len(out.seg_rows)} [SEG] tokens for {n} expressions")
+    if len(out.seg_rows) != len(gt):
+        raise RuntimeError(
+            f"sample_forward: {len(out.seg_rows)} [SEG] tokens for {len(gt)} ground-truth masks"
+        )
     return visa_loss(out.ce_loss, out.mask_logits, gt), out
 
 
@@ -93,11 +99,11 @@ def training_step(
     if not samples:
         raise ValueError("training_step: empty batch")
     optimizer.zero_grad(set_to_none=True)
-    total_masks = sum(len(s.expressions) for s in samples)
+    total_masks = max(1, sum(len(s.gt_masks) for s in samples))
     logs = {"total": 0.0, "ce": 0.0, "bce": 0.0, "dice": 0.0}
     for sample in samples:
         loss, _ = sample_forward(model, sample)
-        share = len(sample.expressions) / total_masks
+        share = len(sample.gt_masks) / total_masks
         weighted = (
             loss.ce / len(samples) + share * (loss.total - loss.ce)  # CE per sample, masks per mask
         )
