@@ -72,9 +72,16 @@ class Clip:
     descriptions: list[str]
 
 
-def render_clip(index: int, num_frames: int) -> Clip:
-    frames, masks, info = make_video(np.random.default_rng([TRAIN_SEED, index]), num_frames=num_frames)
-    return Clip(frames, masks, [o.desc for o in info.objects])
+def render_clip(index: int, num_frames: int, seed: int = 0, attempts: int = 5) -> Clip:
+    """Clip ``index`` of training stream ``seed``; layouts make_video cannot place objects in are skipped."""
+    for attempt in range(attempts):
+        rng = np.random.default_rng([TRAIN_SEED + seed, index] + ([attempt] if attempt else []))
+        try:
+            frames, masks, info = make_video(rng, num_frames=num_frames)
+        except RuntimeError:  # make_video gives up on rare layouts (objects visible < 3 frames)
+            continue
+        return Clip(frames, masks, [o.desc for o in info.objects])
+    raise RuntimeError(f"train_toy_sam: make_video failed {attempts} times for clip {index}")
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
@@ -156,10 +163,16 @@ def class_targets(
     return indices, np.stack(targets)
 
 
-def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
-    """Linear warm-up, then cosine decay to 5 % of the peak."""
+def lr_at(step: int, total: int, warmup: int, peak: float, start: int = 0) -> float:
+    """Linear warm-up (``warmup`` steps from ``start``), then cosine decay to 5 % of the peak at ``total``."""
+    if step - start < warmup:
+        return min(peak, _cosine(step, total, warmup, peak)) * (step - start + 1) / warmup
+    return _cosine(step, total, warmup, peak)
+
+
+def _cosine(step: int, total: int, warmup: int, peak: float) -> float:
     if step < warmup:
-        return peak * (step + 1) / warmup
+        return peak
     progress = (step - warmup) / max(1, total - warmup)
     return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
@@ -167,7 +180,7 @@ def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
 def train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    sam = build_sam("toy", pretrained=False)
+    sam = build_sam("toy", pretrained=False) if args.init is None else build_sam("toy", checkpoint=args.init)
     sam.train()
     dim = sam.prompt_encoder.embed_dim
     class_embed = torch.nn.Embedding(len(DESCRIPTIONS), dim)
@@ -175,17 +188,23 @@ def train(args: argparse.Namespace) -> None:
     params = [p for p in sam.parameters() if p.requires_grad] + list(class_embed.parameters())
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
 
-    pool = [render_clip(i, args.clip_frames) for i in tqdm(range(args.pool), desc="initial clip pool")]
-    next_clip = args.pool
+    # A resumed run (--start-step) draws clips the first run never saw.
+    first_clip = args.start_step * 10
+    indices = tqdm(range(first_clip, first_clip + args.pool), desc="initial clip pool")
+    pool = [render_clip(i, args.clip_frames, args.seed) for i in indices]
+    next_clip = first_clip + args.pool
     heldout = synthetic_samples(args.eval_videos)
     img_size = sam.image_encoder.img_size
     start = time.time()
-    bar = tqdm(range(args.steps), desc="toy SAM", mininterval=30)
+    stop = args.steps if args.stop_step is None else min(args.stop_step, args.steps)
+    bar = tqdm(range(args.start_step, stop), desc="toy SAM", mininterval=30)
+    warmup = args.warmup if args.start_step == 0 else args.resume_warmup
     running = None
     for step in bar:
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, args.steps, args.warmup, args.lr)
-        pool[int(rng.integers(len(pool)))] = render_clip(next_clip, args.clip_frames)  # refresh one clip
+            group["lr"] = lr_at(step, args.steps, warmup, args.lr, start=args.start_step)
+        # refresh one clip of the pool per step
+        pool[int(rng.integers(len(pool)))] = render_clip(next_clip, args.clip_frames, args.seed)
         next_clip += 1
 
         images = [sample_image(rng, pool) for _ in range(args.batch)]
@@ -220,7 +239,7 @@ def train(args: argparse.Namespace) -> None:
 
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         bar.set_postfix(loss=f"{running:.3f}", refresh=False)
-        last = step + 1 == args.steps
+        last = step + 1 == stop
         if (step + 1) % args.eval_every == 0 or last:
             sam.eval()
             result = evaluate(sam, heldout, progress=False)
@@ -253,6 +272,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-videos", type=int, default=8, help="held-out synthetic videos for monitoring")
     parser.add_argument("--save-every", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init", type=Path, default=None, help="start from these toy SAM weights")
+    parser.add_argument("--start-step", type=int, default=0, help="resume the lr schedule at this step")
+    parser.add_argument("--stop-step", type=int, default=None, help="stop (and save) early at this step")
+    parser.add_argument("--resume-warmup", type=int, default=50, help="warm-up steps of a resumed run")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=TOY_SAM_WEIGHTS)
     args = parser.parse_args(argv)

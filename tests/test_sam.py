@@ -378,3 +378,45 @@ def test_unknown_name_and_missing_toy_weights(monkeypatch, tmp_path):
     with pytest.raises(FileNotFoundError, match="train_toy_sam.py"):
         build_sam("toy")
     assert sum(p.numel() for p in build_sam("toy", pretrained=False).parameters()) < 1_000_000
+
+
+# ---------------------------------------------------------------- evaluation helpers and the shipped toy SAM
+
+
+def _eval_script():
+    import importlib.util
+
+    from visa_lib.paths import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("eval_toy_sam", REPO_ROOT / "scripts" / "eval_toy_sam.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_eval_prompts_and_baselines_by_hand():
+    ev = _eval_script()
+    mask = np.zeros((20, 30), bool)
+    mask[4:11, 5:20] = True  # 7 x 15 rectangle
+    assert ev.mask_box(mask) == (5.0, 4.0, 19.0, 10.0)
+    x, y = ev.center_point(mask)
+    assert y == 7.0 and 8 <= x <= 16 and mask[int(y), int(x)]  # 3 px from the top and bottom edges
+    assert ev.iou(ev.box_baseline(mask), mask) == 1.0
+    disk = ev.disk_baseline(mask, 2.0)
+    assert disk.sum() == 13 and ev.iou(disk, mask) == pytest.approx(13 / 105)
+    assert ev.iou(np.zeros((3, 3), bool), np.zeros((3, 3), bool)) == 1.0
+
+
+def test_shipped_toy_sam_really_segments():
+    """The shipped toy SAM beats the prompt-only baselines on held-out valid frames (not a smoke test)."""
+    from visa_lib.paths import REASONVOS_LITE
+
+    if not sam_mod.TOY_SAM_WEIGHTS.exists() or not (REASONVOS_LITE / "meta_expressions_valid_.json").exists():
+        pytest.skip("shipped toy SAM weights or ReasonVOS-lite valid split not present")
+    ev = _eval_script()
+    torch.manual_seed(0)
+    samples = ev.valid_samples(REASONVOS_LITE, "valid", frame_stride=10)[:16]
+    result = ev.evaluate(build_sam("toy"), samples, progress=False)
+    assert result["objects"] >= 20
+    assert result["point_miou"] > 50 and result["point_miou"] > result["point_baseline_miou"] + 10
+    assert result["box_miou"] > 50
