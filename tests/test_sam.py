@@ -359,6 +359,11 @@ def test_weights_only_refuses_pickled_code(tmp_path):
         read_checkpoint(path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_checkpoint(tmp_path / "nope.pth")
+    truncated = tmp_path / "truncated.pth"
+    torch.save({"a": torch.zeros(100)}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    with pytest.raises(ValueError, match="not a readable torch checkpoint"):
+        read_checkpoint(truncated)
 
 
 def test_safetensors_round_trip_records_the_spec(tmp_path, small_sam):

@@ -262,6 +262,8 @@ def read_checkpoint(path: str | Path, expected_spec: SamSpec | None = None) -> d
             f"{path}: refused by torch.load(weights_only=True) because it holds more than tensors "
             f"({err}). Re-save it as a plain state dict: torch.save(model.state_dict(), path)"
         ) from err
+    except (RuntimeError, EOFError) as err:  # truncated download, HTML error page, wrong file
+        raise ValueError(f"{path}: not a readable torch checkpoint ({err}); download it again") from err
     if not isinstance(loaded, Mapping):
         raise ValueError(f"{path}: expected a state dict (a mapping of names to tensors), got {type(loaded)}")
     # Some trainers wrap the weights: {"state_dict": {...}} or {"model": {...}}.
@@ -299,9 +301,7 @@ def _format_keys(keys: list[str], limit: int = 8) -> str:
     return f"{', '.join(head)}, ..., {', '.join(tail)} ({len(keys)} in all)"
 
 
-def load_sam_state_dict(
-    sam: Sam, state_dict: Mapping[str, torch.Tensor], prefix: str | None = None
-) -> Sam:
+def load_sam_state_dict(sam: Sam, state_dict: Mapping[str, torch.Tensor], prefix: str | None = None) -> Sam:
     """Load SAM weights strictly: every key present, no extra key, every shape equal.
 
     Args:
