@@ -110,7 +110,7 @@ def _batch(model: VideoLLM, items):
 
 def train(model: VideoLLM, examples, steps: int, batch: int, lr: float, seed: int, progress: bool = True):
     rng = np.random.default_rng(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     warmup = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.05, 1 - s / steps)
@@ -137,11 +137,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--videos", type=int, default=300, help="generated videos (plus the shipped train split)"
+        "--videos", type=int, default=600, help="generated videos (plus the shipped train split)"
     )
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=TOY_TFS_WEIGHTS)
     parser.add_argument("--threads", type=int, default=1)
