@@ -245,14 +245,16 @@ class VideoLLMSampler(FrameSampler):
         from visa_lib.model.tokenizer import tokenize_prompt
 
         tok = self.tokenizer
+        device = self.model.llm.get_input_embeddings().weight.device
+        visual = visual.to(device)
         prompt_ids = tokenize_prompt(tok, build_tfs_prompt(expression))
-        query = torch.as_tensor(tok(expression, add_special_tokens=False).input_ids)
+        query = torch.as_tensor(tok(expression, add_special_tokens=False).input_ids, device=device)
         emb = self.model.embed(prompt_ids, self.model.frame_tokens(visual, query))
         emb = emb[None].expand(num_answers, -1, -1)
         out = self.model.llm(inputs_embeds=emb, use_cache=True)
         cache, logits = out.cache, out.logits[:, -1]
-        tokens = torch.empty(num_answers, 0, dtype=torch.long)
-        done = torch.zeros(num_answers, dtype=torch.bool)
+        tokens = torch.empty(num_answers, 0, dtype=torch.long, device=device)
+        done = torch.zeros(num_answers, dtype=torch.bool, device=device)
         for _ in range(self.max_new_tokens):
             nxt = _top_p_sample(logits, self.temperature, self.top_p, self.generator)
             nxt = torch.where(done, torch.full_like(nxt, tok.eos_token_id), nxt)
