@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
 
     toy = XMemTracker.toy(TOY_WEIGHTS / TOY_XMEM_FILE)
     frames, mask = _video(args.toy_frames, 240, 320)
-    results["toy_240x320_size120"] = time_propagation(toy, frames, mask, repeats=2)
+    results[f"toy_240x320_size{toy.memory.size}"] = time_propagation(toy, frames, mask, repeats=2)
     frames, mask = _video(args.toy_frames, args.height, args.width)
     results[f"toy_{args.height}x{args.width}_size480"] = time_propagation(
         XMemTracker(toy.network, MemoryConfig.official()), frames, mask

@@ -10,7 +10,7 @@ affinity alone are supervised (label propagation), and large shrinkage is penali
 
 Command that produced the shipped ``data_samples/weights/toy_xmem.safetensors`` (one CPU core)::
 
-    OMP_NUM_THREADS=1 python scripts/train_toy_xmem.py --minutes 48 --seed 0
+    OMP_NUM_THREADS=1 python scripts/train_toy_xmem.py --minutes 45 --seed 0
 
 Weights are stored in float16 to keep the file small; they are loaded back into the float32 network.
 """
@@ -46,29 +46,60 @@ def _clip_from_video(
     clip_len: int,
     max_skip: int,
     size: tuple[int, int],
+    scale: tuple[int, int],
+    boundary_p: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Pick one object and ``clip_len`` frames (random stride); resize to ``size`` (h, w).
+    """Pick one object and ``clip_len`` frames (random stride), resize them to ``scale`` (h, w) and cut a
+    ``size`` (h, w) crop around the object's first-frame position (jittered), as XMem trains on crops.
 
-    Returns (frames uint8 [T,h,w,3], mask float [T,h,w]) or None if the object is absent in frame 0.
+    Returns (frames uint8 [T,h,w,3], mask float [T,h,w]) or None if the object is too small in frame 0.
     """
     t = frames.shape[0]
     skip = int(rng.integers(1, max_skip + 1))
     while skip > 1 and (clip_len - 1) * skip >= t:
         skip -= 1
-    start = int(rng.integers(0, t - (clip_len - 1) * skip))
+    span = (clip_len - 1) * skip
+    start = int(rng.integers(0, t - span))
     idx = start + skip * np.arange(clip_len)
     if rng.random() < 0.5:
         idx = idx[::-1]  # backward clips: propagate() runs backwards as well
     obj = int(rng.integers(0, masks.shape[0]))
+    if rng.random() < boundary_p:
+        # A clip that starts with the object visible and crosses the frame where it vanishes (forwards) or
+        # appears (backwards): the network must learn to predict *nothing* once the object is gone.
+        present = masks[obj].reshape(t, -1).any(axis=1)
+        changes = np.flatnonzero(present[:-1] != present[1:])
+        if len(changes):
+            c = int(rng.choice(changes))
+            if present[c]:  # vanishes after frame c: forward clip from s <= c, crossing c -> c+1
+                lo, hi = max(0, c - span + skip), min(c, t - 1 - span)
+                if lo <= hi:
+                    idx = int(rng.integers(lo, hi + 1)) + skip * np.arange(clip_len)
+            else:  # appears at frame c+1: backward clip from e >= c+1 down past c
+                lo, hi = max(c + 1, span), min(c + span, t - 1)
+                if lo <= hi:
+                    idx = int(rng.integers(lo, hi + 1)) - skip * np.arange(clip_len)
     m = masks[obj, idx]
     if m[0].sum() < 30:
         return None
+    sh, sw = scale
+    f = np.stack([cv2.resize(frames[i], (sw, sh), interpolation=cv2.INTER_AREA) for i in idx])
+    mm = np.stack([cv2.resize(x.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA) for x in m])
     h, w = size
-    f = np.stack([cv2.resize(frames[i], (w, h), interpolation=cv2.INTER_AREA) for i in idx])
-    mm = np.stack([cv2.resize(x.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) for x in m])
+    ys, xs = np.nonzero(mm[0] > 0.5)
+    if len(ys) == 0:
+        return None
+    cy = ys.mean() + rng.uniform(-0.25, 0.25) * h
+    cx = xs.mean() + rng.uniform(-0.25, 0.25) * w
+    y0 = int(np.clip(round(cy - h / 2), 0, sh - h))
+    x0 = int(np.clip(round(cx - w / 2), 0, sw - w))
+    f, mm = f[:, y0 : y0 + h, x0 : x0 + w], mm[:, y0 : y0 + h, x0 : x0 + w]
     if rng.random() < 0.5:
         f, mm = f[:, :, ::-1], mm[:, :, ::-1]
-    return np.ascontiguousarray(f), (np.ascontiguousarray(mm) > 0.5).astype(np.float32)
+    mm = (np.ascontiguousarray(mm) > 0.5).astype(np.float32)
+    if mm[0].sum() < 20:
+        return None
+    return np.ascontiguousarray(f), mm
 
 
 class ClipProducer:
@@ -80,12 +111,15 @@ class ClipProducer:
         clip_len: int,
         max_skip: int,
         size: tuple[int, int],
+        scale: tuple[int, int],
+        boundary_p: float = 0.0,
         pool: int = 64,
         pause: float = 2.0,
     ) -> None:
         self.rng = np.random.default_rng(seed)
         self.video_rng = np.random.default_rng(seed + 1)
-        self.clip_len, self.max_skip, self.size = clip_len, max_skip, size
+        self.clip_len, self.max_skip, self.size, self.scale = clip_len, max_skip, size, scale
+        self.boundary_p = boundary_p
         self.pool: deque = deque(maxlen=pool)
         self.lock = threading.Lock()
         self.stop = False
@@ -113,7 +147,9 @@ class ClipProducer:
         while len(out_f) < batch_size:
             with self.lock:
                 frames, masks = self.pool[int(self.rng.integers(0, len(self.pool)))]
-            clip = _clip_from_video(self.rng, frames, masks, self.clip_len, self.max_skip, self.size)
+            clip = _clip_from_video(
+                self.rng, frames, masks, self.clip_len, self.max_skip, self.size, self.scale, self.boundary_p
+            )
             if clip is not None:
                 out_f.append(clip[0])
                 out_m.append(clip[1])
@@ -215,9 +251,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--clip-len", type=int, default=6)
     ap.add_argument("--max-skip", type=int, default=3)
-    ap.add_argument("--height", type=int, default=128, help="training frame height (multiple of 16)")
-    ap.add_argument("--width", type=int, default=160, help="training frame width (multiple of 16)")
+    ap.add_argument("--height", type=int, default=128, help="training crop height (multiple of 16)")
+    ap.add_argument("--width", type=int, default=160, help="training crop width (multiple of 16)")
+    ap.add_argument(
+        "--scale",
+        type=int,
+        default=192,
+        help="frames are first resized to this shorter side (= MemoryConfig.toy().size)",
+    )
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument(
+        "--boundary-p",
+        type=float,
+        default=0.0,
+        help="share of clips that cross the frame where the object vanishes / appears",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=TOY_WEIGHTS / TOY_XMEM_FILE)
@@ -230,7 +278,12 @@ def main(argv: list[str] | None = None) -> None:
     net = XMem.from_checkpoint(args.init) if args.init else XMem(XMemConfig.toy())
     net.train()
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
-    producer = ClipProducer(args.seed, args.clip_len, args.max_skip, (args.height, args.width))
+    from visa_lib.data.synthetic import HEIGHT, WIDTH
+
+    scale = (args.scale, round(args.scale * WIDTH / HEIGHT))  # ReasonVOS-lite is 240 x 320
+    producer = ClipProducer(
+        args.seed, args.clip_len, args.max_skip, (args.height, args.width), scale, args.boundary_p
+    )
     budget = args.minutes * 60
     t0 = time.time()
     bar = tqdm(total=args.max_steps, desc="toy XMem", mininterval=10)

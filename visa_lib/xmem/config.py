@@ -193,8 +193,8 @@ class MemoryConfig:
 
     @classmethod
     def toy(cls) -> MemoryConfig:
-        """The same memory schedule at the toy network's resolution (shorter side 120: 240x320 -> 120x160)."""
-        return cls(size=120)
+        """The same memory schedule at the toy network's resolution (shorter side 192: 240x320 -> 192x256)."""
+        return cls(size=192)
 
     def with_(self, **changes: object) -> MemoryConfig:
         """Return a copy with some fields changed (``cfg.with_(size=240)``)."""
