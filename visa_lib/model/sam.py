@@ -16,7 +16,6 @@ only add what VISA needs around them. Sizes are data (:data:`SAM_SPECS`), not su
 from __future__ import annotations
 
 import json
-import pickle
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -30,6 +29,7 @@ from segment_anything.utils.transforms import ResizeLongestSide
 from tqdm.auto import tqdm
 
 from visa_lib.paths import TOY_WEIGHTS
+from visa_lib.weights import CheckpointKeyError, load_strict, read_metadata, read_state_dict
 
 #: SAM's pixel normalisation on 0-255 RGB (same numbers as ``Sam``'s defaults and VISA's dataset).
 PIXEL_MEAN = (123.675, 116.28, 103.53)
@@ -50,13 +50,6 @@ KNOWN_PREFIXES = (
     "visual_model.",
     "module.",  # saved from a DistributedDataParallel wrapper
 )
-
-
-class CheckpointKeyError(KeyError):
-    """Missing or unexpected checkpoint keys; a ``KeyError`` whose message prints without quotes."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 @dataclass(frozen=True)
@@ -238,43 +231,15 @@ def read_checkpoint(path: str | Path, expected_spec: SamSpec | None = None) -> d
     Returns:
         dict[str, torch.Tensor]: on the CPU.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"SAM checkpoint {path} does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        saved = metadata.get(_SPEC_METADATA_KEY)
-        if expected_spec is not None and saved is not None:
+    if Path(path).suffix == ".safetensors" and expected_spec is not None:
+        saved = read_metadata(path).get(_SPEC_METADATA_KEY)
+        if saved is not None:
             saved_spec = json.loads(saved)
             wanted = json.loads(json.dumps(asdict(expected_spec)))
             if saved_spec != wanted:
                 diff = {k: (saved_spec.get(k), v) for k, v in wanted.items() if saved_spec.get(k) != v}
                 raise ValueError(f"{path}: saved with a different SAM spec, (file, requested) = {diff}")
-        return load_file(str(path), device="cpu")
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(
-            f"{path}: refused by torch.load(weights_only=True) because it holds more than tensors "
-            f"({err}). Re-save it as a plain state dict: torch.save(model.state_dict(), path)"
-        ) from err
-    except (RuntimeError, EOFError) as err:  # truncated download, HTML error page, wrong file
-        raise ValueError(f"{path}: not a readable torch checkpoint ({err}); download it again") from err
-    if not isinstance(loaded, Mapping):
-        raise ValueError(f"{path}: expected a state dict (a mapping of names to tensors), got {type(loaded)}")
-    # Some trainers wrap the weights: {"state_dict": {...}} or {"model": {...}}.
-    for wrapper in ("state_dict", "model"):
-        if wrapper in loaded and isinstance(loaded[wrapper], Mapping) and len(loaded) <= 3:
-            loaded = loaded[wrapper]
-            break
-    bad = [k for k, v in loaded.items() if not isinstance(v, torch.Tensor)]
-    if bad:
-        raise ValueError(f"{path}: entries that are not tensors: {bad[:5]}; expected a flat state dict")
-    return dict(loaded)
+    return read_state_dict(path, what="SAM checkpoint")
 
 
 def _detect_prefix(state_dict: Mapping[str, torch.Tensor]) -> str:
@@ -286,19 +251,6 @@ def _detect_prefix(state_dict: Mapping[str, torch.Tensor]) -> str:
         "load_sam_state_dict: no SAM weights found (looked for 'mask_decoder.iou_token.weight' under "
         f"the prefixes {list(KNOWN_PREFIXES)}); first keys are {sample}. Pass prefix=... explicitly"
     )
-
-
-def _natural_key(key: str) -> list[int | str]:
-    """Sort ``blocks.2`` before ``blocks.10`` so error messages list keys in model order."""
-    return [int(part) if part.isdigit() else part for part in key.split(".")]
-
-
-def _format_keys(keys: list[str], limit: int = 8) -> str:
-    if len(keys) <= limit:
-        return ", ".join(keys)
-    # First and last few: for a wrong model size this shows both ends of the extra blocks.
-    head, tail = keys[: limit - 3], keys[-3:]
-    return f"{', '.join(head)}, ..., {', '.join(tail)} ({len(keys)} in all)"
 
 
 def load_sam_state_dict(sam: Sam, state_dict: Mapping[str, torch.Tensor], prefix: str | None = None) -> Sam:
@@ -323,30 +275,13 @@ def load_sam_state_dict(sam: Sam, state_dict: Mapping[str, torch.Tensor], prefix
         prefix = _detect_prefix(state_dict)
     ours = {k: v for k, v in state_dict.items() if k.startswith(prefix)} if prefix else dict(state_dict)
     ours = {k[len(prefix) :]: v for k, v in ours.items()}
-    expected = sam.state_dict()
-    missing = sorted(set(expected) - set(ours), key=_natural_key)
-    unexpected = sorted(set(ours) - set(expected), key=_natural_key)
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {_format_keys(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {_format_keys(unexpected)}")
-        raise CheckpointKeyError(
-            f"load_sam_state_dict (prefix {prefix!r}): {'; '.join(parts)}. Check that the checkpoint is "
-            "a SAM of the size you built (build_sam(name=...)) and that the prefix is right"
-        )
-    wrong = [
-        f"{k}: checkpoint {tuple(ours[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if tuple(ours[k].shape) != tuple(v.shape)
-    ]
-    if wrong:
-        raise ValueError(
-            f"load_sam_state_dict: shape mismatches ({len(wrong)}): {'; '.join(wrong[:6])}. "
-            "The checkpoint is a different SAM size than the model built"
-        )
-    sam.load_state_dict(ours, strict=True)
+    load_strict(
+        sam,
+        ours,
+        f"load_sam_state_dict (prefix {prefix!r})",
+        "Check that the checkpoint is a SAM of the size you built (build_sam(name=...)) and that the prefix "
+        "is right",
+    )
     return sam
 
 

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from safetensors.torch import load_file
 from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from visa_lib.paths import TOY_WEIGHTS
+from visa_lib.weights import load_strict, read_state_dict
 
 #: Default location of the toy tower's weights.
 TOY_CLIP_WEIGHTS = TOY_WEIGHTS / "toy_clip.safetensors"
@@ -210,11 +210,7 @@ def _read_state_dict(weights: str | Path | Mapping[str, torch.Tensor]) -> dict[s
                 f"vision tower: {weights} holds neither model.safetensors nor pytorch_model.bin; "
                 "point to the local copy of the CLIP checkpoint"
             )
-    if not path.is_file():
-        raise FileNotFoundError(f"vision tower: weights file {path} does not exist")
-    if path.suffix == ".safetensors":
-        return load_file(str(path))
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return read_state_dict(path, what="vision tower weights")
 
 
 def _config_from_dir(weights: str | Path | Mapping[str, torch.Tensor]) -> CLIPVisionConfig | None:
@@ -243,27 +239,12 @@ def _vision_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def load_vision_state(clip: CLIPVisionModel, state: dict[str, torch.Tensor], source: str) -> None:
     """Strictly load ``state`` into ``clip``; raise naming every missing or unexpected key."""
-    state = _vision_keys(state)
-    expected = clip.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-
-        def _names(keys: list[str]) -> str:
-            return f"{keys[:8]}{' ...' if len(keys) > 8 else ''} ({len(keys)} in all)"
-
-        raise KeyError(
-            f"vision tower checkpoint {source}: missing keys {_names(missing)}, unexpected keys "
-            f"{_names(unexpected)}. Is this a CLIP vision checkpoint of the right size?"
-        )
-    bad = [
-        f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}"
-        for k, v in expected.items()
-        if state[k].shape != v.shape
-    ]
-    if bad:
-        raise ValueError(f"vision tower checkpoint {source}: shape mismatch (checkpoint vs model): {bad[:5]}")
-    clip.load_state_dict(state, strict=True)
+    load_strict(
+        clip,
+        _vision_keys(state),
+        f"vision tower checkpoint {source}",
+        "Is this a CLIP vision checkpoint of the right size?",
+    )
 
 
 #: Size registry: name -> config factory.
