@@ -8,10 +8,15 @@ bootstrapped cross-entropy (hardest pixels, fraction annealed from 100% to 15%) 
 training-only helpers for learning from scratch (see ``aux_loss``): the ground-truth masks carried by the
 affinity alone are supervised (label propagation), and large shrinkage is penalised.
 
-Command that produced the shipped ``data_samples/weights/toy_xmem.safetensors`` (one CPU core)::
+Commands that produced the shipped ``data_samples/weights/toy_xmem.safetensors`` (one CPU core, ~45 min;
+see benchmarks/README.md, section XMem)::
 
-    OMP_NUM_THREADS=1 python scripts/train_toy_xmem.py --minutes 45 --seed 0
+    OMP_NUM_THREADS=1 python scripts/train_toy_xmem.py --minutes 45 --max-steps 1200 --seed 0 \
+        --out /tmp/stage1.safetensors
+    OMP_NUM_THREADS=1 python scripts/train_toy_xmem.py --init /tmp/stage1.safetensors --minutes 20 \
+        --lr 1e-3 --boundary-p 0.3 --seed 1
 
+The learning rate follows a cosine over the time budget, so reruns differ slightly in step count.
 Weights are stored in float16 to keep the file small; they are loaded back into the float32 network.
 """
 
