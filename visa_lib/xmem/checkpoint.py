@@ -8,6 +8,20 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from visa_lib.weights import load_strict
+from visa_lib.weights import read_state_dict as read_weights
+
+#: What an XMem checkpoint is, for "file not found" messages.
+_WHAT = (
+    "XMem checkpoint (the official weights are XMem.pth from the XMem v1.0 release; the toy weights ship as "
+    "data_samples/weights/toy_xmem.safetensors)"
+)
+#: What to do when a checkpoint does not fit the network.
+_HINT = (
+    "Pass the official XMem.pth (or a file written by scripts/train_toy_xmem.py), or give the matching "
+    "XMemConfig"
+)
+
 #: The single-object release stores a 4-channel value-encoder stem; multi-object inference needs 5.
 WIDENED_KEY = "value_encoder.conv1.weight"
 
@@ -15,31 +29,20 @@ WIDENED_KEY = "value_encoder.conv1.weight"
 def read_state_dict(
     path_or_state_dict: str | Path | Mapping[str, Tensor], map_location: str | torch.device = "cpu"
 ) -> dict[str, Tensor]:
-    """Load a state dict from a path (``.pth`` via ``torch.load(weights_only=True)``, or ``.safetensors``).
+    """Load an XMem state dict: read safely, unwrap, cast to float32, widen the value stem to 5 channels.
 
     Args:
-        path_or_state_dict: file path or a mapping that is returned as a dict.
+        path_or_state_dict: a ``.pth`` (read with ``torch.load(weights_only=True)``) or ``.safetensors``
+            path, or a mapping that is returned as a dict.
         map_location: device for the loaded tensors (``XMem.pth`` was saved from CUDA).
 
     Returns:
-        dict[str, Tensor]: the state dict (a ``{"model": ...}`` / ``{"state_dict": ...}`` wrapper
-            is unwrapped).
+        dict[str, Tensor]: the state dict (a ``{"model"|"state_dict"|"network": ...}`` wrapper is unwrapped).
     """
     if isinstance(path_or_state_dict, Mapping):
         sd = dict(path_or_state_dict)
     else:
-        path = Path(path_or_state_dict)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"XMem checkpoint '{path}' not found. The official weights are XMem.pth from the XMem v1.0 "
-                "release; the toy weights ship as data_samples/weights/toy_xmem.safetensors."
-            )
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            sd = load_file(str(path), device=str(map_location))
-        else:
-            sd = torch.load(str(path), map_location=map_location, weights_only=True)
+        sd = read_weights(path_or_state_dict, what=_WHAT)
     for wrapper in ("model", "state_dict", "network"):
         if wrapper in sd and isinstance(sd[wrapper], Mapping):
             sd = dict(sd[wrapper])
@@ -47,7 +50,7 @@ def read_state_dict(
     if bad:
         raise ValueError(f"XMem checkpoint: entries {bad[:5]} are not tensors; expected a plain state_dict()")
     # XMem runs in float32; half-precision files (the toy weights) are widened here.
-    sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
+    sd = {k: (v.float() if v.is_floating_point() else v).to(map_location) for k, v in sd.items()}
     return widen_value_stem(sd)
 
 
@@ -72,28 +75,7 @@ def load_state_dict_strict(
         assign (bool): adopt the tensors of ``sd`` instead of copying into existing ones.
 
     Raises:
-        ValueError: listing missing keys, unexpected keys and shape mismatches, with what to do.
+        CheckpointKeyError (a ValueError): missing or unexpected keys, named, with what to do.
+        ValueError: shape mismatches, each with both shapes.
     """
-    own = model.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    mismatched = [
-        f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own
-        if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)
-    ]
-    if missing or unexpected or mismatched:
-        parts = []
-        if missing:
-            parts.append(f"missing keys ({len(missing)}): {missing[:20]}")
-        if unexpected:
-            parts.append(f"unexpected keys ({len(unexpected)}): {unexpected[:20]}")
-        if mismatched:
-            parts.append(f"shape mismatches ({len(mismatched)}): {mismatched[:20]}")
-        raise ValueError(
-            f"XMem checkpoint ({source}) does not match the network: "
-            + "; ".join(parts)
-            + ". Pass the official XMem.pth (or a file written by scripts/train_toy_xmem.py), "
-            "or give the matching XMemConfig."
-        )
-    model.load_state_dict(sd, strict=True, assign=assign)
+    load_strict(model, sd, f"XMem checkpoint ({source})", _HINT, assign=assign)
