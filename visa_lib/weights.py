@@ -45,7 +45,7 @@ def read_state_dict(
 
     Torch pickles are read with ``torch.load(..., weights_only=True)``: a file holding anything but
     tensors and plain containers is refused instead of executing code. ``{"state_dict": ...}`` and
-    ``{"model": ...}`` wrappers are unwrapped.
+    ``{"model": ...}`` / ``{"network": ...}`` wrappers are unwrapped.
 
     Args:
         path: the file.
@@ -68,7 +68,8 @@ def read_state_dict(
             "an error page saved under this name? Fetch the file again"
         )
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        # Only the zip format can be memory-mapped; a legacy pickle is read whole.
+        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and magic.startswith(b"PK"))
     except pickle.UnpicklingError as err:
         first_line = str(err).strip().splitlines()[0]
         raise ValueError(
@@ -80,7 +81,7 @@ def read_state_dict(
     if not isinstance(loaded, Mapping):
         kind = type(loaded).__name__
         raise ValueError(f"{what} {path}: expected a state dict (names -> tensors), got a {kind}")
-    for wrapper in ("state_dict", "model"):
+    for wrapper in ("state_dict", "model", "network"):
         if wrapper in loaded and isinstance(loaded[wrapper], Mapping) and len(loaded) <= 3:
             loaded = loaded[wrapper]
             break
