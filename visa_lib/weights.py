@@ -69,7 +69,8 @@ def read_state_dict(
         )
     try:
         # Only the zip format can be memory-mapped; a legacy pickle is read whole.
-        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and magic.startswith(b"PK"))
+        zip_format = magic.startswith(b"PK")
+        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zip_format)
     except pickle.UnpicklingError as err:
         first_line = str(err).strip().splitlines()[0]
         raise ValueError(
