@@ -78,7 +78,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="LLM fine-tuning in the VISA phase (VISA: lora)",
     )
     parser.add_argument(
-        "--data-root", type=Path, default=REASONVOS_LITE, help="ReasonVOS-lite root (valid split)"
+        "--data-root",
+        type=Path,
+        default=REASONVOS_LITE,
+        help="ReasonVOS-lite root (valid split; train split too unless --train-videos)",
     )
     parser.add_argument(
         "--train-videos",
