@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from visa_lib.weights import CheckpointKeyError, check_state_dict, format_keys, read_state_dict
+
 if TYPE_CHECKING:
     from visa_lib.model.visa import VisaModel
 
@@ -56,19 +58,6 @@ _SINGLE_FILES = ("model.safetensors", "pytorch_model.bin")
 
 class UntrainedWeightsWarning(UserWarning):
     """The ``[SEG]`` head or the mask decoder look untrained: masks will be noise."""
-
-
-class CheckpointKeyError(KeyError):
-    """Missing or unexpected keys; the message lists them and says what to do."""
-
-    def __str__(self) -> str:  # KeyError would print the message with quotes around it
-        return str(self.args[0])
-
-
-def _fmt(keys: Iterable[str], limit: int = 8) -> str:
-    keys = sorted(keys)
-    shown = ", ".join(keys[:limit])
-    return f"[{shown}{', ...' if len(keys) > limit else ''}] ({len(keys)} in all)"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -139,7 +128,7 @@ class CheckpointFiles:
         wanted = set(self._key_to_file) if keys is None else set(keys)
         unknown = wanted - set(self._key_to_file)
         if unknown:
-            raise CheckpointKeyError(f"{self.path}: no tensors named {_fmt(unknown)}")
+            raise CheckpointKeyError(f"{self.path}: no tensors named {format_keys(unknown)}")
         out: dict[str, torch.Tensor] = {}
         for file in sorted({self._key_to_file[k] for k in wanted}):
             mine = [k for k in wanted if self._key_to_file[k] == file]
@@ -155,13 +144,7 @@ class CheckpointFiles:
 
 
 def _torch_load(file: Path) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:  # old (non-zip) pickles cannot be memory-mapped
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{file}: expected a state dict, got {type(state).__name__}")
-    return dict(state)
+    return read_state_dict(file, what="checkpoint shard", mmap=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -232,28 +215,15 @@ def load_module_state(
     expected: dict[str, torch.Tensor] = {}
     for component in components:
         expected.update(_component_state(model, component))
-    missing = set(expected) - set(state)
-    unexpected = set(state) - set(expected)
-    if checkpoint_names:
-        missing = {module_key_to_checkpoint(k) for k in missing}
-        unexpected = {module_key_to_checkpoint(k) for k in unexpected}
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {_fmt(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys {_fmt(unexpected)}")
-        raise CheckpointKeyError(
-            f"{source}: {'; '.join(parts)} (comparing the components {components}). "
-            "Is it the right kind of checkpoint for this model size?"
-        )
-    wrong = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if tuple(state[k].shape) != tuple(v.shape)
-    ]
-    if wrong:
-        raise ValueError(f"{source}: shape mismatches ({len(wrong)}): {'; '.join(wrong[:6])}")
+    def rename(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {module_key_to_checkpoint(k) if checkpoint_names else k: v for k, v in tensors.items()}
+
+    check_state_dict(
+        rename(expected),
+        rename(state),
+        source,
+        f"(Compared the components {components}.) Is it the right kind of checkpoint for this model size?",
+    )
     for component in components:
         module = model.causal_lm if component == "llm" else model.get_submodule(component)
         prefix = component + "."
@@ -280,7 +250,9 @@ def map_checkpoint_keys(keys: Iterable[str], source: str, allowed: Iterable[str]
         else:
             unexpected.append(key)
     if unexpected:
-        raise CheckpointKeyError(f"{source}: unexpected keys {_fmt(unexpected)} for this checkpoint kind")
+        raise CheckpointKeyError(
+            f"{source}: unexpected keys for this kind of checkpoint: {format_keys(unexpected)}"
+        )
     return mapping
 
 

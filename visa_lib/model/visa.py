@@ -677,22 +677,10 @@ def _llm_from_state(llama_config, state: dict[str, torch.Tensor], source: str) -
 
     with torch.device("meta"):
         llm = LlamaForCausalLM(llama_config)
-    expected = llm.state_dict()
-    missing, unexpected = set(expected) - set(state), set(state) - set(expected)
-    if missing or unexpected:
-        from visa_lib.model.checkpoints import CheckpointKeyError, _fmt
+    from visa_lib.weights import load_strict
 
-        raise CheckpointKeyError(
-            f"{source}: LLM missing keys {_fmt(missing)}, unexpected keys {_fmt(unexpected)}"
-        )
-    wrong = [
-        f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}"
-        for k, v in expected.items()
-        if state[k].shape != v.shape
-    ]
-    if wrong:
-        raise ValueError(f"{source}: LLM shape mismatches (checkpoint vs config): {wrong[:6]}")
-    llm.load_state_dict(state, strict=True, assign=True)
+    hint = "Pick the config that matches the checkpoint (7b / 13b)"
+    load_strict(llm, state, f"{source}: LLM", hint, assign=True)
     # Non-persistent buffers (RoPE frequencies) are not in checkpoints: rebuild them off the meta device.
     rotary = llm.model.rotary_emb
     llm.model.rotary_emb = type(rotary)(config=llama_config)
