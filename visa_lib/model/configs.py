@@ -140,6 +140,21 @@ class VisaConfig:
 _LLAMA_7B = LlmDims(32000, 4096, 11008, 32, 32, 32, max_position_embeddings=4096, rms_norm_eps=1e-5)
 _LLAMA_13B = LlmDims(32000, 5120, 13824, 40, 40, 40, max_position_embeddings=4096, rms_norm_eps=1e-5)
 
+
+def _full_rung(name: str, llm: LlmDims) -> VisaConfig:
+    """Chat-UniVi + CLIP ViT-L/14 + SAM ViT-H in bf16 with gradient checkpointing: VISA's own recipe."""
+    return VisaConfig(
+        name=name,
+        llm=llm,
+        vision_tower="clip-vit-large-patch14",
+        vision_hidden_size=1024,
+        sam="vit_h",
+        prompt_dim=256,
+        dtype="bfloat16",
+        gradient_checkpointing=True,
+    )
+
+
 #: Every named configuration. The toy LLM's vocabulary is replaced by the toy tokenizer's length.
 CONFIGS: dict[str, VisaConfig] = {
     "toy": VisaConfig(
@@ -162,26 +177,8 @@ CONFIGS: dict[str, VisaConfig] = {
         # the toy trains on CPU with VISA's 8-12 reference frames. The full configs keep 64 + 32 + 16.
         cluster_nums=(16, 8, 4),
     ),
-    "chatunivi-7b": VisaConfig(
-        name="chatunivi-7b",
-        llm=_LLAMA_7B,
-        vision_tower="clip-vit-large-patch14",
-        vision_hidden_size=1024,
-        sam="vit_h",
-        prompt_dim=256,
-        dtype="bfloat16",
-        gradient_checkpointing=True,
-    ),
-    "chatunivi-13b": VisaConfig(
-        name="chatunivi-13b",
-        llm=_LLAMA_13B,
-        vision_tower="clip-vit-large-patch14",
-        vision_hidden_size=1024,
-        sam="vit_h",
-        prompt_dim=256,
-        dtype="bfloat16",
-        gradient_checkpointing=True,
-    ),
+    "chatunivi-7b": _full_rung("chatunivi-7b", _LLAMA_7B),
+    "chatunivi-13b": _full_rung("chatunivi-13b", _LLAMA_13B),
 }
 
 
