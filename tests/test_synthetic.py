@@ -8,22 +8,17 @@ import numpy as np
 import pytest
 
 from visa_lib.data import sprites
-from visa_lib.data.revos import load_revos
-from visa_lib.data.synthetic import (
+from visa_lib.data.expressions import (
     HEIGHT,
     WIDTH,
     ObjectInfo,
-    _plan_track,
-    anno_id_base,
     candidate_expressions,
-    generate_split,
-    main,
-    make_video,
     resolve_expression,
-    video_rng,
     vocabulary,
     words,
 )
+from visa_lib.data.revos import load_revos
+from visa_lib.data.synthetic import _plan_track, anno_id_base, generate_split, main, make_video, video_rng
 
 FRAMES = (8, 10)  # short videos keep the tests fast; the format is the same
 

@@ -46,25 +46,10 @@ _EXTRA_TEXTS: tuple[str, ...] = (
 )
 _DIGITS_AND_MARKS: tuple[str, ...] = tuple("0123456789") + ("%", "(", ")", "-", "'", '"', "!", ";", "/")
 
-# Words of synthetic ReasonVOS-lite queries, used until ``visa_lib.data.synthetic.vocabulary()`` exists.
-_FALLBACK_DATASET_WORDS: tuple[str, ...] = (
-    "red green blue yellow orange purple pink white black gray grey brown cyan magenta "
-    "circle square triangle disk disc box star ring shape shapes object objects ball block "
-    "big small large tiny biggest smallest largest larger smaller fastest slowest faster slower "
-    "moving moves move still static left right top bottom up down middle center centre "
-    "above below near far from next beside closest farthest first last one two three other "
-    "which what who that this is are most likely will be one thing things the a an of to in on at "
-    "with and or not by it its which that leftmost rightmost topmost highest lowest "
-    "appears disappears enters leaves bouncing horizontally vertically diagonally"
-).split()
-
-
 def _dataset_words() -> list[str]:
-    """Words of the synthetic queries, from ``visa_lib.data.synthetic.vocabulary()`` when it exists."""
-    try:
-        from visa_lib.data.synthetic import vocabulary
-    except ImportError:
-        return list(_FALLBACK_DATASET_WORDS)
+    """Every word a ReasonVOS-lite query can contain (the dataset's bounded vocabulary)."""
+    from visa_lib.data.expressions import vocabulary
+
     return [str(w) for w in vocabulary()]
 
 
