@@ -36,16 +36,7 @@ def one_thread():
 
 
 def _llama_state(vocab: int, seed: int) -> tuple[dict, LlamaConfig]:
-    dims = TINY.llm
-    cfg = LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=dims.hidden_size,
-        intermediate_size=dims.intermediate_size,
-        num_hidden_layers=dims.num_hidden_layers,
-        num_attention_heads=dims.num_attention_heads,
-        num_key_value_heads=dims.num_key_value_heads,
-        max_position_embeddings=dims.max_position_embeddings,
-    )
+    cfg = TINY.llama_config(vocab_size=vocab)
     torch.manual_seed(seed)
     return {k: v.clone() for k, v in LlamaForCausalLM(cfg).state_dict().items()}, cfg
 
