@@ -286,3 +286,30 @@ def test_free_answers_give_a_text_only_sample(model):
     assert out.mask_logits.shape == (0, 48, 64) and float(loss.bce) == 0.0 and float(loss.ce) > 0
     with pytest.raises(ValueError, match="one answer per expression"):
         model.tokenize(["a", "b"], 2, answers=["It is a."])
+
+
+def test_warmup_answer_names_the_target_objects():
+    from visa_lib.train.target_descriptions import NO_TARGET_ANSWER, target_answer
+
+    descriptions = ["cat", "red square", "cat"]
+    assert target_answer(descriptions, [2]) == "It is red square."
+    assert target_answer(descriptions, [1, 3]) == "It is cat."  # one name for two cats
+    assert target_answer(descriptions, [3, 2]) == "It is cat and red square."
+    assert target_answer(descriptions, []) == NO_TARGET_ANSWER
+
+
+def test_object_descriptions_are_regenerated_for_a_generated_split(tmp_path):
+    from visa_lib.data.revos import load_revos
+    from visa_lib.data.synthetic import generate_split
+    from visa_lib.train.target_descriptions import generated_object_descriptions
+
+    generate_split(tmp_path, "train", seed=3, num_videos=2, progress=False)  # default video lengths
+    split = load_revos(tmp_path, "train")
+    found = generated_object_descriptions(split, "train", seed=3, progress=False)
+    assert list(found) == list(split.videos)
+    for name, descs in found.items():
+        assert descs[0].split()[-1] == name.split("_")[-2]  # the video is named after its first object
+        used = {i for e in split.videos[name].expressions.values() for i in e.obj_ids}
+        assert used <= set(range(1, len(descs) + 1))
+    with pytest.raises(ValueError, match="not generated that way"):
+        generated_object_descriptions(split, "train", seed=4, progress=False)

@@ -23,6 +23,7 @@ from visa_lib.data.sampling import TrainingSample, eval_reference_frames, sample
 from visa_lib.model.prompts import ANSWER_LIST, question_templates
 from visa_lib.model.visa import SamImage, VisaModel
 from visa_lib.train.step import VisaSample
+from visa_lib.train.target_descriptions import target_answer
 
 
 class FrameFeatureCache:
@@ -115,9 +116,18 @@ def draw_training_sample(
 
 
 def draw_warmup_sample(
-    cache: FrameFeatureCache, rng: np.random.Generator, frame_range: tuple[int, int] = (8, 12)
+    cache: FrameFeatureCache,
+    rng: np.random.Generator,
+    frame_range: tuple[int, int] = (8, 12),
+    descriptions: dict[str, list[str]] | None = None,
 ) -> VisaSample:
-    """A text-only warm-up sample for a toy LLM trained from scratch: the answer repeats the query.
+    """A text-only warm-up sample for a toy LLM trained from scratch: the answer names the target.
+
+    With ``descriptions`` (video -> description per object id, e.g. from
+    ``visa_lib.train.target_descriptions.generated_object_descriptions``) the answer is
+    ``"It is {description of the target}."``: the state before the answer's first word -- the one
+    VISA reads for ``[SEG]`` -- must then resolve the query against the frames. Without them the
+    answer repeats the query (that state then only predicts the query's first word).
 
     Same clips and question templates as VISA, but the answer is ``"It is {expression}."`` and
     there is no ``[SEG]``: only the CE loss applies. Copying the query out of a long sequence of
@@ -129,13 +139,19 @@ def draw_warmup_sample(
     meta = cache.split.videos[clip.video]
     expressions = [meta.expressions[e].text.strip() for e in clip.expression_ids]
     questions = [int(rng.integers(len(question_templates(e)))) for e in expressions]
+    if descriptions is None:
+        answers = [f"It is {e}." for e in expressions]
+    else:
+        answers = [
+            target_answer(descriptions[clip.video], meta.expressions[e].obj_ids) for e in clip.expression_ids
+        ]
     return VisaSample(
         reference_frames=None,
         target_frame=None,
         expressions=expressions,
         gt_masks=np.zeros((0, meta.height, meta.width), dtype=bool),
         question_index=questions,
-        answers=[f"It is {e}." for e in expressions],
+        answers=answers,
         image_tokens=torch.cat(
             [cache.tokens(clip.video, clip.reference_frames), cache.tokens(clip.video, [clip.target_frame])]
         ),
