@@ -46,6 +46,7 @@ from visa_lib.model.sam import (
     build_sam,
     decode_from_embeddings,
     decode_from_prompts,
+    encode_frames,
     preprocess_for_sam,
     save_sam,
 )
@@ -163,6 +164,30 @@ def class_targets(
     return indices, np.stack(targets)
 
 
+@torch.no_grad()
+def class_prompt_miou(sam: torch.nn.Module, class_embed: torch.nn.Embedding, clips: list[Clip]) -> float:
+    """Mean IoU (x100) of class prompts on held-out clips: one prompt per description present in a frame.
+
+    The target of a description is the union of its objects, as in training. This is the skill VISA's
+    ``[SEG]`` prompt relies on (a one-token prompt that names what to segment).
+    """
+    scores = []
+    for clip in clips:
+        embeddings, resized, original = encode_frames(sam, clip.frames)
+        for t in range(len(clip.frames)):
+            masks = clip.masks[:, t]
+            names = sorted({d for d, m in zip(clip.descriptions, masks, strict=True) if m.sum() >= MIN_AREA})
+            if not names:
+                continue
+            prompts = class_embed(torch.tensor([DESCRIPTIONS.index(n) for n in names]))
+            logits = decode_from_embeddings(sam, embeddings[t : t + 1], prompts, resized, original)
+            for name, pred in zip(names, (logits > 0).numpy(), strict=True):
+                gt = np.any([m for d, m in zip(clip.descriptions, masks, strict=True) if d == name], axis=0)
+                union = np.logical_or(pred, gt).sum()
+                scores.append(1.0 if union == 0 else np.logical_and(pred, gt).sum() / union)
+    return float(np.mean(scores)) * 100
+
+
 def lr_at(step: int, total: int, warmup: int, peak: float, start: int = 0) -> float:
     """Linear warm-up (``warmup`` steps from ``start``), then cosine decay to 5 % of the peak at ``total``."""
     if step - start < warmup:
@@ -194,6 +219,7 @@ def train(args: argparse.Namespace) -> None:
     pool = [render_clip(i, args.clip_frames, args.seed) for i in indices]
     next_clip = first_clip + args.pool
     heldout = synthetic_samples(args.eval_videos)
+    heldout_clips = [render_clip(i, args.clip_frames, seed=args.seed + 1000) for i in range(args.eval_videos)]
     img_size = sam.image_encoder.img_size
     start = time.time()
     stop = args.steps if args.stop_step is None else min(args.stop_step, args.steps)
@@ -243,11 +269,13 @@ def train(args: argparse.Namespace) -> None:
         if (step + 1) % args.eval_every == 0 or last:
             sam.eval()
             result = evaluate(sam, heldout, progress=False)
+            class_miou = class_prompt_miou(sam, class_embed, heldout_clips)
             sam.train()
             minutes = (time.time() - start) / 60
             print(
                 f"step {step + 1}: loss {running:.4f}, held-out mIoU point {result['point_miou']:.1f} "
-                f"box {result['box_miou']:.1f} ({result['objects']} objects), {minutes:.1f} min",
+                f"box {result['box_miou']:.1f} class {class_miou:.1f} ({result['objects']} objects), "
+                f"{minutes:.1f} min",
                 flush=True,
             )
         if (step + 1) % args.save_every == 0 or last:

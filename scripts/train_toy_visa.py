@@ -146,7 +146,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--no-with-empty-targets keeps only expressions with a target (what the evaluation scores)",
     )
     parser.add_argument("--out", type=Path, default=TOY_VISA_WEIGHTS)
-    parser.add_argument("--eval-items", type=int, default=40, help="validation expressions to score")
+    parser.add_argument(
+        "--eval-items",
+        type=int,
+        default=None,
+        help="validation expressions to score (default: all with a target)",
+    )
     parser.add_argument("--eval-train-items", type=int, default=30, help="training expressions to score")
     parser.add_argument(
         "--random-foundations",

@@ -1,0 +1,124 @@
+"""The ceiling of the toy VISA's mask step: SAM prompted with a learnt embedding of the target's *name*.
+
+VISA turns one LLM state into one SAM prompt embedding. However good the LLM, the mask can only be
+as good as what SAM's mask decoder makes of a single prompt token that says which object is meant.
+This script measures that directly, with no LLM at all: an "oracle" that knows the description of
+each expression's target ("red square", "cat") looks up a learnt vector for it and prompts the toy
+SAM with it, exactly like VISA's ``[SEG]`` prompt (sparse = the vector, dense = ``no_mask_embed``).
+The table of vectors and SAM's mask decoder are trained on generated training videos with VISA's
+mask loss (2.0 BCE + 0.5 DICE); the score is the IoU at the frame where each valid expression's
+target is largest, the frames ``scripts/train_toy_visa.py`` scores.
+
+It is a ceiling for target-naming only: an expression whose target shares its description with
+another object ("the red square moving left" next to a second red square) cannot be told apart by
+the name, so the oracle segments both.
+
+    OMP_NUM_THREADS=1 python scripts/oracle_class_prompts.py                       # shipped toy SAM
+    OMP_NUM_THREADS=1 python scripts/oracle_class_prompts.py --sam-checkpoint OTHER.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from visa_lib.data.revos import RevosSplit, load_revos
+from visa_lib.data.synthetic import generate_split
+from visa_lib.model.sam import TOY_SAM_WEIGHTS, build_sam, decode_from_embeddings, encode_frames
+from visa_lib.paths import REASONVOS_LITE
+from visa_lib.train.losses import dice_loss, sigmoid_ce_loss
+from visa_lib.train.revos_samples import pick_target_frames
+from visa_lib.train.target_descriptions import generated_object_descriptions
+
+
+def target_name(split: RevosSplit, descriptions: dict[str, list[str]], video: str, exp_id: str) -> str:
+    """Description of an expression's first target object."""
+    obj_ids = split.videos[video].expressions[exp_id].obj_ids
+    return descriptions[video][obj_ids[0] - 1]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sam-checkpoint", type=Path, default=TOY_SAM_WEIGHTS)
+    parser.add_argument("--train-videos", type=int, default=150, help="generated training videos (seed 0)")
+    parser.add_argument("--steps", type=int, default=1500, help="one (expression, frame) per step")
+    parser.add_argument("--decoder-lr", type=float, default=1e-4, help="0 keeps the mask decoder frozen")
+    parser.add_argument("--table-lr", type=float, default=1e-2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+
+    valid = load_revos(REASONVOS_LITE, "valid")
+    root = Path(tempfile.mkdtemp(prefix="oracle_train_"))
+    generate_split(root, "train", seed=0, num_videos=args.train_videos)
+    train = load_revos(root, "train")
+    names = {
+        "train": generated_object_descriptions(train, "train", seed=0, progress=False),
+        "valid": generated_object_descriptions(valid, "valid", seed=1, progress=False),
+    }
+    vocabulary = sorted({d for split in names.values() for ds in split.values() for d in ds})
+    table = torch.nn.Embedding(len(vocabulary), 64)
+    torch.nn.init.normal_(table.weight, std=0.5)
+    sam = build_sam("toy", checkpoint=args.sam_checkpoint)
+    groups = [{"params": table.parameters(), "lr": args.table_lr}]
+    if args.decoder_lr > 0:
+        groups.append({"params": sam.mask_decoder.parameters(), "lr": args.decoder_lr})
+    optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
+    embeddings: dict[tuple[str, str, int], tuple] = {}
+
+    def sam_image(split: RevosSplit, split_name: str, video: str, t: int):
+        key = (split_name, video, t)
+        if key not in embeddings:
+            with torch.no_grad():
+                embeddings[key] = encode_frames(sam, split.read_frame(video, t)[None])
+        return embeddings[key]
+
+    def logits_for(split, split_name, video, exp_id, t):
+        emb, resized, original = sam_image(split, split_name, video, t)
+        index = vocabulary.index(target_name(split, names[split_name], video, exp_id))
+        return decode_from_embeddings(sam, emb, table(torch.tensor([index])), resized, original)
+
+    with_target = [(v, e.exp_id) for v, e in train.expressions() if e.obj_ids]
+    for _ in tqdm(range(args.steps), desc="oracle prompts", mininterval=10):
+        video, exp_id = with_target[int(rng.integers(len(with_target)))]
+        t = int(rng.integers(len(train.videos[video].frames)))
+        gt = torch.from_numpy(train.gt_masks(video, exp_id, frames=slice(t, t + 1))[0] > 0).float()[None]
+        logits = logits_for(train, "train", video, exp_id, t)
+        loss = 2.0 * sigmoid_ce_loss(logits, gt) + 0.5 * dice_loss(logits, gt)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    @torch.no_grad()
+    def score(split, split_name, items) -> dict[str, float]:
+        ious: dict[int, list[float]] = {0: [], 1: []}
+        for video, exp_id, t in items:
+            pred = (logits_for(split, split_name, video, exp_id, t)[0] > 0).numpy()
+            gt = split.gt_masks(video, exp_id, frames=slice(t, t + 1))[0] > 0
+            union = np.logical_or(pred, gt).sum()
+            iou = 1.0 if union == 0 else float(np.logical_and(pred, gt).sum() / union)
+            ious[split.videos[video].expressions[exp_id].type_id].append(iou)
+        out = {"all": float(np.mean(ious[0] + ious[1])), "items": len(items)}
+        out.update(
+            {name: float(np.mean(ious[t])) for t, name in ((0, "referring"), (1, "reasoning")) if ious[t]}
+        )
+        return out
+
+    result = {
+        "sam_checkpoint": str(args.sam_checkpoint),
+        "valid_iou": score(valid, "valid", pick_target_frames(valid)),
+        "train_iou": score(train, "train", pick_target_frames(train, max_items=100)),
+    }
+    print(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
