@@ -1,0 +1,298 @@
+"""VISA end to end on one video: frame sampler -> VISA on the target frame -> XMem both ways.
+
+This is VISA's inference (reference/visa_facts.md §6.4, §7, §8), one expression at a time:
+
+1. **TFS**: the frame sampler answers "which percentage mark of the video should I check?" K = 10
+   times; the mean of the parsed answers is ``tp`` and the target frame is ``int(N * tp)``
+   (clamped to ``N - 1``).
+2. **VISA**: the reference frames follow VISA's evaluation rule (a stride over the whole video whose
+   phase contains the target, at most 11); the model reads them with the target frame and decodes
+   the target frame's mask from ``[SEG]`` (teacher-forced "It is [SEG].").
+3. **XMem**: the mask is propagated forwards and backwards from the target frame. An empty mask
+   means "no target": every frame is empty and XMem does not run, as in VISA's scripts.
+
+Queries about one video share the sampler's video encoding and, when they pick the same target
+frame, the VISA image encodings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from visa_lib.data.revos import RevosSplit
+from visa_lib.data.sampling import EVAL_MAX_REFERENCES, eval_reference_frames
+from visa_lib.data.video import VideoFrames
+from visa_lib.model.visa import VisaModel, build_visa
+from visa_lib.propagate import propagate
+from visa_lib.tfs import NUM_ANSWERS, FrameSampler, VideoLLMSampler, aggregate, build_frame_sampler
+from visa_lib.tfs import target_frame as frame_from_tp
+from visa_lib.tfs.video_llm import subsample
+from visa_lib.xmem.inference import XMemTracker
+
+#: Frames a non-LLM sampler is shown (the toy video LLM uses its own ``max_frames``).
+SAMPLER_MAX_FRAMES = 64
+
+
+@dataclass
+class VisaPipeline:
+    """The three models of VISA's inference and its two knobs.
+
+    Attributes:
+      model (VisaModel): segments the target frame.
+      sampler (FrameSampler | None): picks the target frame (None: give ``target_frame=`` to
+        :func:`run_on_video`).
+      tracker (XMemTracker): propagates the target mask.
+      max_references (int): reference budget of VISA's evaluation rule (11).
+      num_answers (int): K, the sampler's answers per query (10).
+    """
+
+    model: VisaModel
+    sampler: FrameSampler | None
+    tracker: XMemTracker
+    max_references: int = EVAL_MAX_REFERENCES
+    num_answers: int = NUM_ANSWERS
+
+
+@dataclass
+class VideoSegmentation:
+    """The result for one query.
+
+    Attributes:
+      text (str): the query.
+      target_frame (int): the frame VISA segmented.
+      tp (float | None): the sampler's mean percentage (None when the target frame was given).
+      answers (list[str]): the sampler's raw answers.
+      reference_frames (list[int]): the frames the LLM read besides the target.
+      target_mask (np.ndarray): bool ``[H,W]``, VISA's mask on the target frame.
+      masks (np.ndarray): bool ``[T,H,W]``, the mask of every frame after propagation.
+    """
+
+    text: str
+    target_frame: int
+    tp: float | None
+    answers: list[str] = field(repr=False)
+    reference_frames: list[int] = field(repr=False)
+    target_mask: np.ndarray = field(repr=False)
+    masks: np.ndarray = field(repr=False)
+
+    @property
+    def found(self) -> bool:
+        """Whether VISA found an object at all (an empty target mask means "no target")."""
+        return bool(self.target_mask.any())
+
+
+def build_pipeline(
+    name: str = "toy",
+    sampler: str | None = "toy",
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    **visa_kwargs,
+) -> VisaPipeline:
+    """The toy pipeline (shipped toy VISA, toy sampler, toy XMem), or a full-rung one.
+
+    Arguments:
+      name (str): VISA config for :func:`visa_lib.model.visa.build_visa` ("toy", "chatunivi-7b", ...).
+      sampler (str | None): :func:`visa_lib.tfs.build_frame_sampler` name ("toy", "uniform", "first_frame");
+        None = no sampler (every call then gives ``target_frame=``).
+      device (str | torch.device): where VISA and XMem run.
+      seed (int): seed of the sampler's answers.
+      **visa_kwargs: passed to ``build_visa`` (e.g. ``checkpoint=``, ``sam_checkpoint=``, ``load_in_4bit=``);
+        ``xmem_checkpoint=PATH`` loads the official XMem instead of the toy one.
+    Returns:
+      VisaPipeline
+    """
+    xmem_checkpoint = visa_kwargs.pop("xmem_checkpoint", None)
+    model = build_visa(name, device=device, seed=seed, **visa_kwargs)
+    tracker = (
+        XMemTracker.official(xmem_checkpoint, device=device)
+        if xmem_checkpoint is not None
+        else XMemTracker.toy(device=device)
+    )
+    frame_sampler = build_frame_sampler(sampler, seed=seed) if sampler is not None else None
+    return VisaPipeline(model=model, sampler=frame_sampler, tracker=tracker)
+
+
+def _as_frames(frames) -> np.ndarray | Sequence[np.ndarray]:
+    """An array, or a lazy reader kept lazy (``VideoFrames`` or any ``Sequence`` that is not a list)."""
+    if isinstance(frames, (str, Path)):
+        return VideoFrames(frames)
+    if isinstance(frames, Sequence) and not isinstance(frames, (list, tuple)):
+        if len(frames) == 0:
+            raise ValueError("run_on_video: the video has no frames")
+        return frames
+    array = np.asarray(frames)
+    if array.ndim != 4 or array.shape[-1] != 3 or array.dtype != np.uint8:
+        raise ValueError(
+            f"run_on_video: frames must be uint8 [T,H,W,3] (RGB), a folder of frames or a video file; "
+            f"got {array.dtype} {tuple(array.shape)}"
+        )
+    if len(array) == 0:
+        raise ValueError("run_on_video: the video has no frames")
+    return array
+
+
+def _take(frames: np.ndarray | VideoFrames, indices: Sequence[int]) -> np.ndarray:
+    return np.stack([frames[i] for i in indices])
+
+
+def _sampler_answers(pipeline: VisaPipeline, frames, texts: Sequence[str]) -> list[list[str]]:
+    sampler = pipeline.sampler
+    n = len(frames)
+    if isinstance(sampler, VideoLLMSampler):
+        limit = sampler.model.config.max_frames
+        shown = _take(frames, subsample(np.arange(n), limit))
+        visual = sampler.encode_video(shown)  # encoded once for every query
+        return [sampler.answer_from_visual(visual, t, pipeline.num_answers) for t in texts]
+    shown = _take(frames, subsample(np.arange(n), SAMPLER_MAX_FRAMES))
+    return [sampler.answer(shown, t, pipeline.num_answers) for t in texts]
+
+
+def run_on_video(
+    frames,
+    text: str | Sequence[str],
+    pipeline: VisaPipeline | None = None,
+    *,
+    target_frame: int | None = None,
+    progress: bool = True,
+) -> VideoSegmentation | list[VideoSegmentation]:
+    """Segment and track what ``text`` refers to, in every frame of a video.
+
+    Arguments:
+      frames: uint8 ``[T,H,W,3]`` RGB frames, a folder of frames, a video file, or a lazy reader
+        such as :class:`~visa_lib.data.video.VideoFrames` (frames are then decoded only when needed).
+      text (str | Sequence[str]): one query or several about the same video.
+      pipeline (VisaPipeline | None): default: :func:`build_pipeline` ("toy"), built on each call --
+        build it once yourself for repeated calls.
+      target_frame (int | None): skip the sampler and segment this frame first (VISA's oracle-frame
+        ablation, or a frame you chose).
+      progress (bool): tqdm bars for XMem.
+    Returns:
+      VideoSegmentation for one query, a list for several (same order).
+    Raises:
+      ValueError: bad frames, an empty query, ``target_frame`` out of range, no sampler and no frame.
+    """
+    single = isinstance(text, str)
+    texts = [text] if single else list(text)
+    if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
+        raise ValueError("run_on_video: give a non-empty text query (or a list of them)")
+    frames = _as_frames(frames)
+    n = len(frames)
+    pipeline = pipeline or build_pipeline()
+    if target_frame is not None:
+        if not -n <= target_frame < n:
+            raise ValueError(f"run_on_video: target_frame={target_frame} is outside the video's {n} frames")
+        answers: list[list[str]] = [[] for _ in texts]
+        tps: list[float | None] = [None] * len(texts)
+        targets = [target_frame % n] * len(texts)
+    elif pipeline.sampler is None:
+        raise ValueError("run_on_video: the pipeline has no frame sampler; pass target_frame=")
+    else:
+        answers = _sampler_answers(pipeline, frames, texts)
+        tps = [aggregate(a) for a in answers]
+        targets = [frame_from_tp(tp, n) for tp in tps]
+
+    # VISA on each distinct target frame (queries picking the same frame share its encodings)
+    target_masks: dict[int, np.ndarray] = {}
+    references: dict[int, list[int]] = {}
+    for target in dict.fromkeys(targets):
+        asked = [k for k, t in enumerate(targets) if t == target]
+        refs = eval_reference_frames(n, target, pipeline.max_references)
+        logits = pipeline.model.segment(_take(frames, refs), frames[target], [texts[k] for k in asked])
+        for k, mask in zip(asked, (logits > 0).cpu().numpy(), strict=True):
+            target_masks[k] = mask
+        references[target] = refs
+
+    results = []
+    for k, t in enumerate(texts):
+        mask = target_masks[k]
+        if mask.any():
+            masks = propagate(frames, mask, targets[k], pipeline.tracker, direction="both", progress=progress)
+        else:  # VISA: an empty target mask is "no target" in every frame; XMem is not run
+            masks = np.zeros((n, *mask.shape), dtype=bool)
+        results.append(
+            VideoSegmentation(t, targets[k], tps[k], answers[k], references[targets[k]], mask, masks)
+        )
+    return results[0] if single else results
+
+
+def write_split_predictions(
+    split: RevosSplit,
+    pipeline: VisaPipeline,
+    pred_dir: str | Path,
+    videos: Sequence[str] | None = None,
+    progress: bool = True,
+) -> Path:
+    """Run the pipeline on every expression of a ReVOS-format split; write VISA's prediction PNGs.
+
+    Writes ``pred_dir/<video>/<exp_id>/<frame>.png`` (0/255), the layout ``visa eval revos`` reads,
+    and ``pred_dir/target_frames.json`` (per expression: target frame, ``tp``, answers).
+
+    Arguments:
+      split (RevosSplit): e.g. ``load_revos(REASONVOS_LITE, "valid")``.
+      pipeline (VisaPipeline): from :func:`build_pipeline`.
+      pred_dir (str | Path): output folder.
+      videos (Sequence[str] | None): only these videos (default: all).
+      progress (bool): a tqdm bar over expressions.
+    Returns:
+      Path: ``pred_dir``.
+    """
+    import json
+
+    from tqdm.auto import tqdm
+
+    from visa_lib.evaluate import write_predictions
+
+    pred_dir = Path(pred_dir)
+    names = list(split.videos) if videos is None else list(videos)
+    unknown = [v for v in names if v not in split.videos]
+    if unknown:
+        raise ValueError(f"write_split_predictions: videos {unknown[:3]} are not in split {split.split!r}")
+    log = {}
+    bar = tqdm(
+        total=sum(len(split.videos[v].expressions) for v in names),
+        desc="VISA",
+        unit="expr",
+        disable=not progress,
+    )
+    for video in names:
+        meta = split.videos[video]
+        frames = _LazySplitVideo(split, video)
+        exp_ids = list(meta.expressions)
+        if exp_ids:
+            texts = [meta.expressions[e].text for e in exp_ids]
+            for exp_id, result in zip(
+                exp_ids, run_on_video(frames, texts, pipeline, progress=False), strict=True
+            ):
+                write_predictions(pred_dir, video, exp_id, meta.frames, result.masks)
+                log[f"{video}/{exp_id}"] = {
+                    "target_frame": result.target_frame,
+                    "tp": result.tp,
+                    "answers": result.answers,
+                    "found": result.found,
+                }
+        bar.update(len(exp_ids))
+    bar.close()
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    (pred_dir / "target_frames.json").write_text(json.dumps(log, indent=1))
+    return pred_dir
+
+
+class _LazySplitVideo(Sequence):
+    """The frames of one video of a split, read on access (like :class:`VideoFrames`)."""
+
+    def __init__(self, split: RevosSplit, video: str) -> None:
+        self.split, self.video = split, video
+        self.length = len(split.videos[video].frames)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if not -self.length <= index < self.length:
+            raise IndexError(index)
+        return self.split.read_frame(self.video, index % self.length)
