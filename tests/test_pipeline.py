@@ -193,3 +193,21 @@ def test_visa_infer_bad_input_is_one_line_without_traceback(tmp_path, capsys):
     assert "--video" in capsys.readouterr().err
     assert main(["infer", "--video", str(tmp_path / "v"), "--text", " "]) == 2
     assert "query is empty" in capsys.readouterr().err
+
+
+def test_demo_scores_the_toy_visa_pipeline_next_to_the_baselines(tmp_path, capsys):
+    from visa_lib.cli import main
+    from visa_lib.data.synthetic import generate_split
+
+    generate_split(tmp_path / "data", "valid", seed=5, num_videos=1, progress=False)
+    assert (
+        main(
+            ["demo", "--data-root", str(tmp_path / "data"), "--out", str(tmp_path / "demo"), "--workers", "1"]
+        )
+        == 0
+    )
+    scores = json.loads((tmp_path / "demo" / "scores.json").read_text())
+    assert list(scores)[0] == "toy_visa" and "all_empty" in scores
+    assert 0 <= scores["toy_visa"]["overall"]["J&F"] <= 100
+    assert (tmp_path / "demo" / "demo.png").is_file()
+    assert "| toy_visa |" in capsys.readouterr().out

@@ -1,9 +1,10 @@
 """``visa demo``: the end-to-end demo on the bundled ReasonVOS-lite data.
 
-Until the full VISA pipeline (sampler -> VISA -> SAM -> XMem) is assembled, the demo runs the
-ReVOS evaluator on the bundled valid split with the simple predictors of :mod:`visa_lib.baselines`,
-prints the score table and writes a figure: J&F per subset for each predictor, and one expression's
-ground truth next to each predictor's masks.
+Runs the whole toy VISA pipeline (toy frame sampler -> toy VISA on the target frame -> toy XMem both
+ways, :mod:`visa_lib.pipeline`) on every expression of the bundled valid split, scores it with the
+ReVOS evaluator next to the simple predictors of :mod:`visa_lib.baselines`, prints the score table
+and writes a figure: J&F per subset for each predictor, and one expression's ground truth next to
+each predictor's masks. ``--no-visa`` scores the simple predictors only (seconds instead of minutes).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import numpy as np
 from visa_lib.baselines import BASELINES, results_table, score_baselines
 from visa_lib.paths import OUTPUTS, REASONVOS_LITE
 
+#: Name of the toy VISA pipeline in the score table.
+VISA_NAME = "toy_visa"
 #: The predictors the demo scores, from text-blind to oracle.
 DEMO_BASELINES = ("all_empty", "largest_moving_object", "random_object", "gt_middle_frame_copied")
 
@@ -26,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="valid", help="split to evaluate (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=OUTPUTS / "demo", help="output folder")
     parser.add_argument("--workers", type=int, default=None, help="evaluation processes (default: all cores)")
+    parser.add_argument("--no-visa", action="store_true", help="skip the toy VISA pipeline (baselines only)")
 
 
 def _figure(results: dict, split, pred_root: Path, path: Path) -> Path:
@@ -53,7 +57,10 @@ def _figure(results: dict, split, pred_root: Path, path: Path) -> Path:
     ax.set_ylabel("J&F (0-100)")
     ax.set_ylim(0, 110)
     ax.legend(fontsize=8, ncol=len(names), loc="upper left")
-    ax.set_title(f"Simple predictors on ReasonVOS-lite {split.split} (the last two are given GT masks)")
+    ax.set_title(
+        f"ReasonVOS-lite {split.split}: toy VISA and simple predictors "
+        "(random_object and gt_middle_frame_copied are given GT masks)"
+    )
 
     # One reasoning expression, at a frame where the target is visible.
     video, exp = next((v, e) for v, e in split.expressions() if e.type_id == 1)
@@ -78,6 +85,28 @@ def _figure(results: dict, split, pred_root: Path, path: Path) -> Path:
     return path
 
 
+def score_toy_visa(split, data_root: Path, pred_dir: Path, workers: int | None = None):
+    """Run the toy VISA pipeline on every expression of ``split``, write its PNGs and score them."""
+    import time
+
+    import torch
+
+    from visa_lib.evaluate import evaluate_revos
+    from visa_lib.pipeline import build_pipeline, write_split_predictions
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is faster, and the evaluator uses the other cores
+    try:
+        start = time.time()
+        write_split_predictions(split, build_pipeline("toy"), pred_dir)
+        print(
+            f"toy VISA pipeline: {len(list(split.expressions()))} expressions in {time.time() - start:.0f} s"
+        )
+    finally:
+        torch.set_num_threads(threads)
+    return evaluate_revos(pred_dir, data_root, split.split, workers=workers)
+
+
 def main(args: argparse.Namespace | None = None) -> int:
     """Score the demo predictors, print the table; write ``scores.md``, ``scores.json``, ``demo.png``."""
     if args is None:
@@ -92,8 +121,14 @@ def main(args: argparse.Namespace | None = None) -> int:
         split = load_revos(args.data_root, args.split)
     except (FileNotFoundError, DatasetFormatError) as err:
         raise CliError(f"{err}\n(the bundled data: data_samples/reasonvos_lite, see its README)") from None
-    print(f"ReasonVOS-lite ({args.data_root}), split '{args.split}': scoring {', '.join(names)}")
-    results = score_baselines(args.data_root, args.split, args.out / "predictions", names, args.workers)
+    scored = names if args.no_visa else [VISA_NAME, *names]
+    print(f"ReasonVOS-lite ({args.data_root}), split '{args.split}': scoring {', '.join(scored)}")
+    results = {}
+    if not args.no_visa:
+        results[VISA_NAME] = score_toy_visa(
+            split, args.data_root, args.out / "predictions" / VISA_NAME, args.workers
+        )
+    results.update(score_baselines(args.data_root, args.split, args.out / "predictions", names, args.workers))
     table = results_table(results)
     print("\n" + table + "\n")
     args.out.mkdir(parents=True, exist_ok=True)
