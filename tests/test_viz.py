@@ -48,3 +48,14 @@ def test_show_frames_and_gif(tmp_path):
     assert len(fig.axes) == 6
     path = save_gif(tmp_path / "a.gif", frames)
     assert path.stat().st_size > 0
+
+
+def test_shrink_keeps_every_second_pixel_of_frames_and_masks():
+    from visa_lib.viz import shrink
+
+    frame = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
+    mask = np.zeros((4, 6), bool)
+    mask[2, 4] = True
+    small_frame, small_mask = shrink([frame, mask])
+    assert small_frame.shape == (2, 3, 3) and (small_frame == frame[::2, ::2]).all()
+    assert small_mask.shape == (2, 3) and small_mask[1, 2]
