@@ -73,6 +73,20 @@ def make_tiny_revos(root: Path, split: str = "valid") -> Path:
     return Path(root)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for a module (tiny models are slower with more; CI has 2 shared cores).
+
+    Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def tiny_revos(tmp_path: Path) -> Path:
     """Root of a tiny 2-video ReVOS ``valid`` split (see :func:`make_tiny_revos`) in ``tmp_path``."""

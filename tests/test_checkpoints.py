@@ -27,12 +27,7 @@ from visa_lib.model.visa import build_visa
 FULL = TINY.replace(name="tiny-full", tokenizer="checkpoint")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread is fastest
 
 
 def _llama_state(vocab: int, seed: int) -> tuple[dict, LlamaConfig]:

@@ -17,12 +17,7 @@ from visa_lib.tfs import aggregate, target_frame
 VIDEO, QUERY, TARGET = "skimage/valid_circle_0001", "which shape has no corners?", 13
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread is fastest
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ import torch
 
 from visa_lib.data.revos import RevosSplit
 from visa_lib.data.sampling import EVAL_MAX_REFERENCES, eval_reference_frames
-from visa_lib.data.video import VideoFrames
+from visa_lib.data.video import SplitVideoFrames, VideoFrames
 from visa_lib.model.visa import VisaModel, build_visa
 from visa_lib.propagate import propagate
 from visa_lib.tfs import NUM_ANSWERS, FrameSampler, VideoLLMSampler, aggregate, build_frame_sampler
@@ -261,7 +261,7 @@ def write_split_predictions(
     )
     for video in names:
         meta = split.videos[video]
-        frames = _LazySplitVideo(split, video)
+        frames = SplitVideoFrames(split, video)
         exp_ids = list(meta.expressions)
         if exp_ids:
             texts = [meta.expressions[e].text for e in exp_ids]
@@ -280,19 +280,3 @@ def write_split_predictions(
     pred_dir.mkdir(parents=True, exist_ok=True)
     (pred_dir / "target_frames.json").write_text(json.dumps(log, indent=1))
     return pred_dir
-
-
-class _LazySplitVideo(Sequence):
-    """The frames of one video of a split, read on access (like :class:`VideoFrames`)."""
-
-    def __init__(self, split: RevosSplit, video: str) -> None:
-        self.split, self.video = split, video
-        self.length = len(split.videos[video].frames)
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        if not -self.length <= index < self.length:
-            raise IndexError(index)
-        return self.split.read_frame(self.video, index % self.length)

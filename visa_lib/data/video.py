@@ -118,6 +118,27 @@ class VideoFrames(Sequence):
         return f"VideoFrames({str(self.path)!r}, frames={len(self)}, size={size})"
 
 
+class SplitVideoFrames(Sequence):
+    """The frames of one video of a loaded dataset split (a ``RevosSplit``), read on access.
+
+    Arguments:
+      split: anything with ``videos[video].frames`` and ``read_frame(video, index)``.
+      video (str): the video's name in the split.
+    """
+
+    def __init__(self, split, video: str) -> None:
+        self.split, self.video = split, video
+        self.length = len(split.videos[video].frames)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if not -self.length <= index < self.length:
+            raise IndexError(f"frame {index} is outside the {self.length} frames of {self.video}")
+        return self.split.read_frame(self.video, index % self.length)
+
+
 def _read_image(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 

@@ -14,6 +14,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from visa_lib.data.revos import RevosSplit
+from visa_lib.data.video import SplitVideoFrames
 from visa_lib.metrics import f_measure, jaccard
 from visa_lib.propagate import propagate
 from visa_lib.xmem.inference import XMemTracker
@@ -77,20 +78,6 @@ def middle_start(gt: np.ndarray) -> int | None:
     return int(visible[np.argmin(np.abs(visible - mid))])
 
 
-class _LazyFrames:
-    """Frames of one video read on demand (``len`` + indexing), so propagate streams them."""
-
-    def __init__(self, split: RevosSplit, video: str) -> None:
-        self.split, self.video = split, video
-        self.n = len(split.videos[video].frames)
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        return self.split.read_frame(self.video, i)
-
-
 def evaluate_propagation(
     split: RevosSplit,
     tracker: XMemTracker,
@@ -119,7 +106,7 @@ def evaluate_propagation(
         start = middle_start(gt)
         if start is None:
             continue
-        pred = propagate(_LazyFrames(split, video), gt[start], start, tracker, size=size, progress=False)
+        pred = propagate(SplitVideoFrames(split, video), gt[start], start, tracker, size=size, progress=False)
         copy = np.broadcast_to(gt[start], gt.shape)
         summary.results.append(
             PropagationResult(
