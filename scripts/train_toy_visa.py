@@ -74,7 +74,6 @@ At the end it scores the teacher-forced mask of validation expressions at one ta
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import json
 import tempfile
@@ -83,20 +82,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from visa_lib.data.revos import load_revos
 from visa_lib.model.checkpoints import save_visa_weights
 from visa_lib.model.visa import TOY_VISA_WEIGHTS, build_visa
 from visa_lib.paths import REASONVOS_LITE
+from visa_lib.train.loop import train_phase
 from visa_lib.train.revos_samples import (
     FrameFeatureCache,
     draw_training_sample,
     draw_warmup_sample,
+    drop_no_target_expressions,
     pick_target_frames,
     target_frame_scores,
 )
-from visa_lib.train.step import training_step
 from visa_lib.train.target_descriptions import generated_object_descriptions
 from visa_lib.train.trainable import merge_lora, prepare_for_training
 
@@ -187,33 +186,6 @@ def mean_iou(scores) -> dict[str, float]:
     return out
 
 
-def drop_no_target_expressions(split) -> None:
-    """Remove, in place, every expression without a target object from ``split`` (a RevosSplit)."""
-    for name, meta in list(split.videos.items()):
-        kept = {k: e for k, e in meta.expressions.items() if e.obj_ids}
-        split.videos[name] = dataclasses.replace(meta, expressions=kept)
-
-
-def parameter_groups(model: torch.nn.Module, lr: float, group_lrs: dict[str, float]) -> list[dict]:
-    """Trainable parameters split by top-level part (``llm``, ``seg_head``, ``sam``, ...) with their lr.
-
-    Arguments:
-      model (torch.nn.Module): the prepared VisaModel.
-      lr (float): default learning rate.
-      group_lrs (dict[str, float]): learning rate per top-level part name; 0 freezes that part.
-    Returns:
-      list[dict]: AdamW parameter groups (each with a "name").
-    """
-    parts: dict[str, list[torch.nn.Parameter]] = {}
-    for name, param in model.named_parameters():
-        part = name.split(".")[0]
-        if param.requires_grad and group_lrs.get(part, lr) == 0:
-            param.requires_grad_(False)  # a zero lr freezes the part (no wasted backward through it)
-        if param.requires_grad:
-            parts.setdefault(part, []).append(param)
-    return [{"name": k, "params": v, "lr": group_lrs.get(k, lr)} for k, v in parts.items()]
-
-
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -238,30 +210,18 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.time()
     refs = tuple(args.refs)
 
-    def run_phase(
-        name: str, steps: int, draw, group_lrs: dict[str, float] | None = None
-    ) -> list[dict[str, float]]:
-        groups = parameter_groups(model, args.lr, group_lrs or {})
-        sizes = (f"{g['name']} {sum(p.numel() for p in g['params']):,} (lr {g['lr']:g})" for g in groups)
-        print(f"{name} trainable parameters: " + ", ".join(sizes), flush=True)
-        optimizer = torch.optim.AdamW(groups, lr=args.lr, weight_decay=0.0, betas=(0.9, 0.95))
-
-        def schedule(step: int) -> float:  # VISA's WarmupDecayLR shape
-            if step < args.warmup:
-                return (step + 1) / args.warmup
-            return max(0.0, (steps - step) / max(1, steps - args.warmup))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        history = []
-        for step in tqdm(range(steps), desc=name, mininterval=10):
-            batch = [draw(cache, rng, frame_range=refs) for _ in range(args.batch)]
-            history.append(training_step(model, batch, optimizer, grad_clip=1.0, scheduler=scheduler))
-            if step % 50 == 0 or step == steps - 1:
-                recent = {k: float(np.mean([h[k] for h in history[-50:]])) for k in history[-1]}
-                print(
-                    f"{name} step {step}: " + " ".join(f"{k}={v:.4f}" for k, v in recent.items()), flush=True
-                )
-        return history
+    def run_phase(name: str, steps: int, draw, group_lrs: dict[str, float] | None = None):
+        return train_phase(
+            model,
+            functools.partial(draw, cache, frame_range=refs),
+            steps,
+            rng,
+            lr=args.lr,
+            batch=args.batch,
+            group_lrs=group_lrs,
+            warmup=args.warmup,
+            name=name,
+        )
 
     if args.warmup_steps:  # the stand-in for Chat-UniVi's pretraining: every LLM weight and the projector
         prepare_for_training(model, mode="full", train_projector=True)

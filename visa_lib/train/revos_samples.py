@@ -11,6 +11,7 @@ mask of each expression at one target frame, with VISA's evaluation reference ru
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -157,6 +158,17 @@ def draw_warmup_sample(
         ),
         sam_image=cache.sam_image(clip.video, clip.target_frame),
     )
+
+
+def drop_no_target_expressions(split: RevosSplit) -> RevosSplit:
+    """Remove, in place, every expression without a target object from ``split``; returns it.
+
+    The toy VISA trains on expressions with a target only (``scripts/train_toy_visa.py`` says why).
+    """
+    for name, meta in list(split.videos.items()):
+        kept = {k: e for k, e in meta.expressions.items() if e.obj_ids}
+        split.videos[name] = dataclasses.replace(meta, expressions=kept)
+    return split
 
 
 @dataclass
