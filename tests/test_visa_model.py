@@ -213,16 +213,22 @@ def test_lora_recipe_trains_the_right_parameters():
     assert model.llm is model.causal_lm and not any("lora" in n for n, _ in model.named_parameters())
 
 
+def box_sample(model, box: tuple[int, int, int, int]):
+    """3 random frames, a GT box ``(y0, y1, x0, x1)`` on the last, and the cached ``VisaSample`` of them."""
+    clip = frames(3, seed=2)
+    gt = np.zeros((1, 48, 64), bool)
+    gt[0, box[0] : box[1], box[2] : box[3]] = True
+    sample = VisaSample(clip[:2], clip[2], ["the red circle"], gt)
+    sample.image_tokens = model.encode_images(clip)
+    sample.sam_image = model.encode_sam_image(clip[2])
+    return clip, gt, sample
+
+
 def test_a_few_steps_fit_one_sample():
     torch.manual_seed(0)
     model = build_tiny_visa(seed=1)
     prepare_for_training(model, mode="full", train_projector=True)
-    clip = frames(3, seed=2)
-    gt = np.zeros((1, 48, 64), bool)
-    gt[0, 10:30, 20:44] = True
-    sample = VisaSample(clip[:2], clip[2], ["the red circle"], gt)
-    sample.image_tokens = model.encode_images(clip)
-    sample.sam_image = model.encode_sam_image(clip[2])
+    clip, gt, sample = box_sample(model, (10, 30, 20, 44))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=3e-3, weight_decay=0.0, betas=(0.9, 0.95))
     first = training_step(model, [sample], optimizer)
@@ -248,12 +254,7 @@ def test_train_phase_fits_drawn_samples_with_visa_lr_shape():
     prepare_for_training(model, mode="lora")
     groups = {g["name"]: g["lr"] for g in parameter_groups(model, 1e-3, {"sam": 1e-4})}
     assert groups == {"llm": 1e-3, "seg_head": 1e-3, "sam": 1e-4}
-    clip = frames(3, seed=2)
-    gt = np.zeros((1, 48, 64), bool)
-    gt[0, 8:30, 10:40] = True
-    sample = VisaSample(clip[:2], clip[2], ["the red circle"], gt)
-    sample.image_tokens = model.encode_images(clip)
-    sample.sam_image = model.encode_sam_image(clip[2])
+    _, _, sample = box_sample(model, (8, 30, 10, 40))
     history = train_phase(
         model,
         lambda rng: sample,
