@@ -84,8 +84,8 @@ import numpy as np
 import torch
 
 from visa_lib.data.revos import load_revos
+from visa_lib.model.build import TOY_VISA_WEIGHTS, build_visa
 from visa_lib.model.checkpoints import save_visa_weights
-from visa_lib.model.visa import TOY_VISA_WEIGHTS, build_visa
 from visa_lib.paths import REASONVOS_LITE
 from visa_lib.train.loop import train_phase
 from visa_lib.train.revos_samples import (

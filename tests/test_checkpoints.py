@@ -10,6 +10,7 @@ from safetensors.torch import save_file
 from test_visa_model import TINY, build_tiny_visa, frames, tiny_vision_tower
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from visa_lib.model.build import build_visa
 from visa_lib.model.checkpoints import (
     CheckpointKeyError,
     UntrainedWeightsWarning,
@@ -22,7 +23,6 @@ from visa_lib.model.checkpoints import (
 )
 from visa_lib.model.sam import build_sam
 from visa_lib.model.tokenizer import build_toy_tokenizer
-from visa_lib.model.visa import build_visa
 
 FULL = TINY.replace(name="tiny-full", tokenizer="checkpoint")
 

@@ -5,6 +5,7 @@ import torch
 from test_visa_model import TINY, build_tiny_visa
 from transformers import CLIPVisionModel, LlamaForCausalLM
 
+from visa_lib.model.build import build_visa
 from visa_lib.model.configs import get_config
 from visa_lib.model.memory import (
     NF4_BYTES,
@@ -16,7 +17,6 @@ from visa_lib.model.memory import (
     sam_parameter_counts,
 )
 from visa_lib.model.sam import SAM_SPECS, build_sam
-from visa_lib.model.visa import build_visa
 from visa_lib.model.vision import VISION_CONFIGS
 from visa_lib.train.trainable import prepare_for_training
 

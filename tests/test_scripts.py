@@ -17,8 +17,8 @@ def load_script(name: str):
 
 
 def test_train_toy_visa_writes_weights_that_build_visa_loads(tmp_path):
+    from visa_lib.model.build import build_visa
     from visa_lib.model.checkpoints import read_visa_weights_metadata
-    from visa_lib.model.visa import build_visa
 
     out = tmp_path / "visa.safetensors"
     args = [

@@ -5,10 +5,10 @@ import pytest
 import torch
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
+from visa_lib.model.build import build_visa
 from visa_lib.model.configs import CONFIGS, LlmDims, VisaConfig, get_config
 from visa_lib.model.prompts import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from visa_lib.model.sam import build_sam
-from visa_lib.model.visa import build_visa
 from visa_lib.model.vision import VisionTower
 from visa_lib.train.losses import dice_loss, sigmoid_ce_loss, visa_loss
 from visa_lib.train.step import VisaSample, sample_forward, training_step

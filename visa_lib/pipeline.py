@@ -27,7 +27,8 @@ import torch
 from visa_lib.data.revos import RevosSplit
 from visa_lib.data.sampling import EVAL_MAX_REFERENCES, eval_reference_frames
 from visa_lib.data.video import SplitVideoFrames, VideoFrames
-from visa_lib.model.visa import VisaModel, build_visa
+from visa_lib.model.build import build_visa
+from visa_lib.model.visa import VisaModel
 from visa_lib.propagate import propagate
 from visa_lib.tfs import NUM_ANSWERS, FrameSampler, VideoLLMSampler, aggregate, build_frame_sampler
 from visa_lib.tfs import target_frame as frame_from_tp
@@ -96,7 +97,7 @@ def build_pipeline(
     """The toy pipeline (shipped toy VISA, toy sampler, toy XMem), or a full-rung one.
 
     Arguments:
-      name (str): VISA config for :func:`visa_lib.model.visa.build_visa` ("toy", "chatunivi-7b", ...).
+      name (str): VISA config for :func:`visa_lib.model.build.build_visa` ("toy", "chatunivi-7b", ...).
       sampler (str | None): :func:`visa_lib.tfs.build_frame_sampler` name ("toy", "uniform", "first_frame");
         None = no sampler (every call then gives ``target_frame=``).
       device (str | torch.device): where VISA and XMem run.

@@ -7,7 +7,8 @@ Modules (import them directly; nothing heavy is imported here):
 * ``configs``     -- ``VisaConfig`` and the registry: "toy", "chatunivi-7b", "chatunivi-13b".
 * ``vision``      -- the frozen CLIP vision tower (256 patch tokens per frame).
 * ``sam``         -- SAM builders, pre/post-processing, decoding from a prompt embedding.
-* ``visa``        -- ``VisaModel`` and ``build_visa(name, ...)``: one call for both rungs.
+* ``visa``        -- ``VisaModel``: the forward pass, ``[SEG]`` read-out, SAM decoding, generation.
+* ``build``       -- ``build_visa(name, ...)``: one call assembles a model for both rungs.
 * ``checkpoints`` -- Chat-UniVi / merged-VISA / our own weights, strict, with untrained warnings.
 * ``memory``      -- ``model_memory_report(config)``: parameter memory per component, from the config.
 """
