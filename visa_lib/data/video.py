@@ -109,10 +109,6 @@ class VideoFrames(Sequence):
             )
         return frame
 
-    def take(self, indices: Sequence[int]) -> np.ndarray:
-        """``uint8 [len(indices),H,W,3]``: the given frames."""
-        return np.stack([self[i] for i in indices])
-
     def __repr__(self) -> str:
         size = f"{self.width}x{self.height}" if hasattr(self, "width") else "?"
         return f"VideoFrames({str(self.path)!r}, frames={len(self)}, size={size})"
