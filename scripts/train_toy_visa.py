@@ -161,6 +161,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="train on no-target expressions and negative frames too (VISA's recipe); "
         "--no-with-empty-targets keeps only expressions with a target (what the evaluation scores)",
     )
+    parser.add_argument(
+        "--negative-prob",
+        type=float,
+        default=None,
+        help="share of clips whose target frame comes from another video (all masks empty); "
+        "default: VISA's 0.05 with --with-empty-targets, else 0",
+    )
     parser.add_argument("--out", type=Path, default=TOY_VISA_WEIGHTS)
     parser.add_argument(
         "--eval-items",
@@ -174,6 +181,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="random toy CLIP/SAM instead of the shipped ones (pipeline check only)",
     )
+    parser.add_argument(
+        "--sam-checkpoint", type=Path, default=None, help="toy SAM to build on (default: the shipped one)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     return parser.parse_args(argv)
@@ -184,6 +194,11 @@ def mean_iou(scores) -> dict[str, float]:
     out = {"all": float(np.mean([s.iou for s in scores]))}
     out.update({("referring" if t == 0 else "reasoning"): float(np.mean(v)) for t, v in by_type.items() if v})
     return out
+
+
+def no_target_items(split) -> list[tuple[str, str, int]]:
+    """``(video, exp_id, middle frame)`` of every no-target expression: its IoU is 1 only for an empty mask."""
+    return [(v, e.exp_id, len(split.videos[v].frames) // 2) for v, e in split.expressions() if not e.obj_ids]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -204,8 +219,11 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.with_empty_targets:
         drop_no_target_expressions(train)
 
-    model = build_visa("toy", weights=None, pretrained=pretrained, check_trained=False, seed=args.seed)
-    untrained = build_visa("toy", weights=None, pretrained=pretrained, check_trained=False, seed=args.seed)
+    parts = {"weights": None, "pretrained": pretrained, "check_trained": False, "seed": args.seed}
+    if args.sam_checkpoint is not None:
+        parts["sam_checkpoint"] = args.sam_checkpoint
+    model = build_visa("toy", **parts)
+    untrained = build_visa("toy", **parts)
     cache = FrameFeatureCache(model, train)
     start = time.time()
     refs = tuple(args.refs)
@@ -235,8 +253,8 @@ def main(argv: list[str] | None = None) -> dict:
     group_lrs = {"sam": args.decoder_lr, "seg_head": args.head_lr}
     group_lrs = {k: v for k, v in group_lrs.items() if v is not None}
     draw = draw_training_sample
-    if not args.with_empty_targets:
-        draw = functools.partial(draw_training_sample, negative_prob=0.0)
+    if args.negative_prob is not None or not args.with_empty_targets:
+        draw = functools.partial(draw_training_sample, negative_prob=args.negative_prob or 0.0)
     history = run_phase("VISA", args.steps, draw, group_lrs)
     train_seconds = time.time() - start
 
@@ -246,6 +264,8 @@ def main(argv: list[str] | None = None) -> dict:
     valid_cache = FrameFeatureCache(model, valid)
     trained_scores = target_frame_scores(model, valid, items, cache=valid_cache)
     untrained_scores = target_frame_scores(untrained, valid, items)
+    no_target = no_target_items(valid)
+    empty_rate = float(np.mean([s.iou for s in target_frame_scores(model, valid, no_target, cache=valid_cache)]))
     train_items = pick_target_frames(train, max_items=args.eval_train_items) if args.eval_train_items else []
     train_trained = target_frame_scores(model, train, train_items, cache=cache) if train_items else []
     train_untrained = target_frame_scores(untrained, train, train_items) if train_items else []
@@ -264,6 +284,7 @@ def main(argv: list[str] | None = None) -> dict:
         "valid_items": len(items),
         "valid_iou_trained": mean_iou(trained_scores),
         "valid_iou_untrained": mean_iou(untrained_scores),
+        "valid_no_target_empty_rate": empty_rate,
         "train_items": len(train_items),
         "train_iou_trained": mean_iou(train_trained) if train_items else None,
         "train_iou_untrained": mean_iou(train_untrained) if train_items else None,
