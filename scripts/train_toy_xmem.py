@@ -1,10 +1,10 @@
 """Train the toy XMem on fresh ReasonVOS-lite clips, on CPU.
 
 XMem's main training stage, shrunk: short clips (``--clip-len`` frames) from videos rendered in memory by
-:func:`~visa_lib.data.reasonvos_lite.make_video`; the first frame's ground-truth mask is
-given, every later frame is segmented by reading the memory of all earlier frames (dense softmax, as XMem
-trains) and then written to memory from its own *predicted* soft mask, so the network learns to recover from its mistakes. Loss:
-bootstrapped cross-entropy (hardest pixels, fraction annealed from 100% to 15%) plus soft Dice, plus two
+:func:`~visa_lib.data.reasonvos_lite.make_video`; the first frame's ground-truth mask is given, every later
+frame is segmented by reading the memory of all earlier frames (dense softmax, as XMem trains) and then
+written to memory from its own *predicted* soft mask, so the network learns to recover from its mistakes.
+Loss: bootstrapped cross-entropy (hardest pixels, fraction annealed from 100% to 15%) plus soft Dice, plus two
 training-only helpers for learning from scratch (see ``aux_loss``): the ground-truth masks carried by the
 affinity alone are supervised (label propagation), and large shrinkage is penalised.
 
