@@ -42,7 +42,7 @@ def test_a_pickle_that_tries_to_run_code_is_refused_and_nothing_runs(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "mask_dict.pkl"
     path.write_bytes(pickle.dumps({"0": [_Payload(marker)]}))
-    with pytest.raises(UnsafePickleError, match=r"mask_dict\.pkl: the pickle asks for builtins\.open"):
+    with pytest.raises(UnsafePickleError, match=r"mask_dict\.pkl: the pickle asks for (io|builtins)\.open"):
         load_pickle(path)
     assert not marker.exists()
     path.write_bytes(pickle.dumps({"0": [os_system_call()]}))
