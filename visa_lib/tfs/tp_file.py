@@ -26,6 +26,9 @@ from visa_lib.tfs.samplers import FrameSampler, TFSResult
 def read_tp_file(path: str | Path) -> dict[str, float]:
     """``{"<video>/<exp_id>": tp}`` from VISA's ``*_llamavid.json`` or a ``target_frames.json``.
 
+    Expressions without a ``tp`` (or with ``null``) are left out; :meth:`TpFileSampler.check_queries`
+    names them when they are asked for.
+
     Raises:
         FileNotFoundError: no such file.
         ValueError: not JSON, an unknown layout, or a ``tp`` that is not a number in ``[0, 1]``.
@@ -55,6 +58,8 @@ def read_tp_file(path: str | Path) -> dict[str, float]:
     tps: dict[str, float] = {}
     for key, entry in entries.items():
         tp = entry.get("tp") if isinstance(entry, Mapping) else None
+        if tp is None:  # an expression without an answer: reported as missing when it is asked for
+            continue
         if not isinstance(tp, (int, float)) or isinstance(tp, bool) or not 0.0 <= tp <= 1.0 or math.isnan(tp):
             raise ValueError(f"--tp-file {path}: expression {key!r} has no 'tp' in [0, 1] (got {tp!r})")
         tps[key] = float(tp)
