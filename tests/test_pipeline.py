@@ -104,7 +104,7 @@ def test_the_sampler_picks_the_target_frame_by_visa_rule(clip, pipeline):
     results = run_on_video(frames, [QUERY, "the cat at the bottom"], pipeline, progress=False)
     assert [r.text for r in results] == [QUERY, "the cat at the bottom"]
     for r in results:
-        assert len(r.answers) == pipeline.num_answers
+        assert len(r.answers) == pipeline.sampler.num_answers
         assert r.tp == aggregate(r.answers) and r.target_frame == target_frame(r.tp, len(frames))
     assert not np.array_equal(results[0].masks, results[1].masks)  # the text decides what is segmented
 
@@ -192,7 +192,7 @@ def test_visa_infer_bad_input_is_one_line_without_traceback(tmp_path, capsys):
 
 def test_demo_scores_the_toy_visa_pipeline_next_to_the_baselines(tmp_path, capsys):
     from visa_lib.cli import main
-    from visa_lib.data.synthetic import generate_split
+    from visa_lib.data.reasonvos_lite.generator import generate_split
 
     generate_split(tmp_path / "data", "valid", seed=5, num_videos=1, progress=False)
     assert (
