@@ -31,7 +31,8 @@ from visa_lib.data.sampling import reference_frames
 from visa_lib.data.video import SplitVideoFrames
 from visa_lib.evaluate import evaluate_revos, write_predictions
 from visa_lib.paths import OUTPUTS, REASONVOS_LITE
-from visa_lib.pipeline import build_pipeline, propagate, run_on_video
+from visa_lib.pipeline import build_pipeline, run_on_video
+from visa_lib.xmem.propagate import propagate
 
 #: (target frame, references, strategy) of each row; strategy None = no references.
 ROWS = (
@@ -81,7 +82,9 @@ def main(argv: list[str] | None = None) -> dict:
             for k, exp_id in enumerate(exp_ids):
                 t = 0 if frame_from == "first" else tfs_frames[k]
                 refs = reference_frames(strategy, n, t, num_refs) if strategy else []
-                ref_pixels = np.stack([frames[i] for i in refs]) if refs else np.zeros((0, *frames[t].shape), np.uint8)
+                ref_pixels = (
+                    np.stack([frames[i] for i in refs]) if refs else np.zeros((0, *frames[t].shape), np.uint8)
+                )
                 mask = (model.segment(ref_pixels, frames[t], texts[k])[0] > 0).cpu().numpy()
                 masks = (
                     propagate(frames, mask, t, pipeline.tracker, direction="both", progress=False)
@@ -101,7 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
     for frame_from, num_refs, strategy in ROWS:
         r = table[row_name(frame_from, num_refs, strategy)]
         cells = " | ".join("-" if r[k] is None else f"{r[k]:.2f}" for k in r)
-        print(f"| {'first frame' if frame_from == 'first' else 'toy TFS'} | {num_refs} | {strategy or '-'} | {cells} |")
+        frame_name = "first frame" if frame_from == "first" else "toy TFS"
+        print(f"| {frame_name} | {num_refs} | {strategy or '-'} | {cells} |")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(table, indent=1))
     return table

@@ -19,7 +19,7 @@ target frame is "no target" in every frame, as in the pipeline. Besides J&F per 
 table shows R (ReVOS robustness) and the mean IoU of the mask on the target frame.
 
     OMP_NUM_THREADS=1 python scripts/toy_report.py                       # shipped weights, valid
-    python -m visa_lib.data.synthetic --out /tmp/seed7 --split valid --seed 7 --videos 24
+    python -m visa_lib.data.reasonvos_lite --out /tmp/seed7 --split valid --seed 7 --videos 24
     OMP_NUM_THREADS=1 python scripts/toy_report.py --data-root /tmp/seed7   # a split never trained on
 """
 
@@ -37,7 +37,8 @@ from visa_lib.data.revos import RevosSplit, load_revos
 from visa_lib.data.video import SplitVideoFrames
 from visa_lib.evaluate import evaluate_revos, write_predictions
 from visa_lib.paths import OUTPUTS, REASONVOS_LITE
-from visa_lib.pipeline import VisaPipeline, build_pipeline, propagate, run_on_video
+from visa_lib.pipeline import VisaPipeline, build_pipeline, run_on_video
+from visa_lib.xmem.propagate import propagate
 
 ROWS = ("tfs:visa", "oracle:visa", "tfs:gt", "oracle:gt")
 ROW_NAMES = {
@@ -74,7 +75,10 @@ def run_rows(
         tfs = run_on_video(frames, texts, pipeline, progress=False)  # the real pipeline
         for k, exp_id in enumerate(exp_ids):
             oracle = largest_target_frame(split, video, exp_id)
-            frame_of = {"tfs": tfs[k].target_frame, "oracle": tfs[k].target_frame if oracle is None else oracle}
+            frame_of = {
+                "tfs": tfs[k].target_frame,
+                "oracle": tfs[k].target_frame if oracle is None else oracle,
+            }
             for row in rows:
                 source, mask_from = row.split(":")
                 t = frame_of[source]
@@ -119,7 +123,9 @@ def main(argv: list[str] | None = None) -> dict:
     ious = run_rows(split, pipeline, args.out, tuple(args.rows))
     table = {}
     for row in args.rows:
-        summary = evaluate_revos(args.out / row, args.data_root, args.split, workers=1, progress=False).summary()
+        summary = evaluate_revos(
+            args.out / row, args.data_root, args.split, workers=1, progress=False
+        ).summary()
         table[row] = {
             **{k: summary[k]["J&F"] for k in ("referring", "reasoning", "overall", "no_target")},
             "overall_R": summary["overall"]["R"],
@@ -127,8 +133,10 @@ def main(argv: list[str] | None = None) -> dict:
             "target_frame_iou": float(np.mean(ious[row])),
         }
     print(f"\n{args.data_root} / {args.split}")
-    print("| target frame | target-frame mask | referring | reasoning | overall J&F | R | no-target J&F | "
-          "target-frame IoU |")
+    print(
+        "| target frame | target-frame mask | referring | reasoning | overall J&F | R | no-target J&F | "
+        "target-frame IoU |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for row, r in table.items():
         cells = [r["referring"], r["reasoning"], r["overall"], r["overall_R"], r["no_target"]]

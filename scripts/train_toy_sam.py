@@ -189,7 +189,9 @@ def class_prompt_miou(sam: torch.nn.Module, class_embed: torch.nn.Embedding, cli
     return float(np.mean(scores)) * 100
 
 
-def label_map(masks: np.ndarray, descriptions: list[str], resized: tuple[int, int], size: int) -> torch.Tensor:
+def label_map(
+    masks: np.ndarray, descriptions: list[str], resized: tuple[int, int], size: int
+) -> torch.Tensor:
     """Description index per pixel (background = ``len(DESCRIPTIONS)``, padding = -1), int64 [size, size].
 
     The frame is resized like SAM's input (``resized`` inside the ``img_size`` square, nearest) and
@@ -200,7 +202,9 @@ def label_map(masks: np.ndarray, descriptions: list[str], resized: tuple[int, in
         labels[m] = DESCRIPTIONS.index(name)
     h, w = resized
     scale = size / max(h, w)
-    small = cv2.resize(labels.astype(np.float32), (round(w * scale), round(h * scale)), interpolation=cv2.INTER_NEAREST)
+    small = cv2.resize(
+        labels.astype(np.float32), (round(w * scale), round(h * scale)), interpolation=cv2.INTER_NEAREST
+    )
     out = np.full((size, size), -1, dtype=np.int64)
     out[: small.shape[0], : small.shape[1]] = small.astype(np.int64)
     return torch.from_numpy(out)

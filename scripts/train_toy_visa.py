@@ -197,7 +197,7 @@ def mean_iou(scores) -> dict[str, float]:
 
 
 def no_target_items(split) -> list[tuple[str, str, int]]:
-    """``(video, exp_id, middle frame)`` of every no-target expression: its IoU is 1 only for an empty mask."""
+    """``(video, exp_id, middle frame)`` of each no-target expression (IoU 1 only for an empty mask)."""
     return [(v, e.exp_id, len(split.videos[v].frames) // 2) for v, e in split.expressions() if not e.obj_ids]
 
 
@@ -265,7 +265,9 @@ def main(argv: list[str] | None = None) -> dict:
     trained_scores = target_frame_scores(model, valid, items, cache=valid_cache)
     untrained_scores = target_frame_scores(untrained, valid, items)
     no_target = no_target_items(valid)
-    empty_rate = float(np.mean([s.iou for s in target_frame_scores(model, valid, no_target, cache=valid_cache)]))
+    empty_rate = float(
+        np.mean([s.iou for s in target_frame_scores(model, valid, no_target, cache=valid_cache)])
+    )
     train_items = pick_target_frames(train, max_items=args.eval_train_items) if args.eval_train_items else []
     train_trained = target_frame_scores(model, train, train_items, cache=cache) if train_items else []
     train_untrained = target_frame_scores(untrained, train, train_items) if train_items else []

@@ -54,7 +54,7 @@ def test_oracle_class_prompts_scores_valid_and_train(tmp_path):
 @pytest.fixture(scope="module")
 def one_video_split(tmp_path_factory):
     """A freshly generated ReasonVOS-lite split of one short video (seed never used for training)."""
-    from visa_lib.data.synthetic import generate_split
+    from visa_lib.data.reasonvos_lite import generate_split
 
     root = tmp_path_factory.mktemp("one_video")
     generate_split(root, "valid", seed=123, num_videos=1, frames_min=12, frames_max=12, progress=False)
