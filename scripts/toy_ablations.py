@@ -4,8 +4,9 @@ For every expression of a ReasonVOS-lite split the toy VISA segments one target 
 XMem propagates both ways; only what the LLM is shown changes between rows:
 
 * **target frame**: the first frame, or the toy text-guided frame sampler's (TFS) frame;
-* **references**: none (the target frame alone) or 12 reference frames picked **Global** (spread over
-  the video), **Local** (consecutive, around the target) or **Global-Local** (half each), as
+* **references**: none (the video slot holds the target frame alone) or 12 reference frames picked
+  **Global** (spread over the video), **Local** (consecutive, around the target) or **Global-Local**
+  (half each), as
   ``visa_lib.data.sampling.reference_frames`` reads the paper.
 
 The toy was trained with VISA's training clips (8-12 uniform-segment references), as VISA was. The
@@ -81,10 +82,9 @@ def main(argv: list[str] | None = None) -> dict:
             out = args.out / row_name(frame_from, num_refs, strategy)
             for k, exp_id in enumerate(exp_ids):
                 t = 0 if frame_from == "first" else tfs_frames[k]
-                refs = reference_frames(strategy, n, t, num_refs) if strategy else []
-                ref_pixels = (
-                    np.stack([frames[i] for i in refs]) if refs else np.zeros((0, *frames[t].shape), np.uint8)
-                )
+                # "0 references": the LLM's video slot holds the target frame alone (the model needs one)
+                refs = reference_frames(strategy, n, t, num_refs) if strategy else [t]
+                ref_pixels = np.stack([frames[i] for i in refs])
                 mask = (model.segment(ref_pixels, frames[t], texts[k])[0] > 0).cpu().numpy()
                 masks = (
                     propagate(frames, mask, t, pipeline.tracker, direction="both", progress=False)

@@ -1,6 +1,7 @@
 """Smoke runs of the scripts that rebuild the shipped toy VISA weights and its ceiling (a few steps each)."""
 
 import importlib.util
+import sys
 
 import pytest
 
@@ -12,6 +13,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def load_script(name: str):
     spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses defined in the script look their module up
     spec.loader.exec_module(module)
     return module
 
