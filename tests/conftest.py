@@ -112,12 +112,13 @@ def write_video_file(path: Path, frames: np.ndarray, fps: int = 10, gop: int = 1
         stream.pix_fmt = "yuv420p"
         stream.options = {"g": str(gop)}
         for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+            image = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            container.mux(stream.encode(image))
         container.mux(stream.encode())
     return path
 
 
 def flat_colour_frames(count: int, height: int = 48, width: int = 64) -> np.ndarray:
     """uint8 [T, H, W, 3] frames of one grey level each (``3 * t``, survives H.264 to within +-2)."""
-    return np.repeat(np.repeat(np.repeat((3 * np.arange(count, dtype=np.uint8))[:, None, None, None], height, 1),
-                               width, 2), 3, 3)
+    levels = 3 * np.arange(count, dtype=np.uint8)
+    return np.ascontiguousarray(np.broadcast_to(levels[:, None, None, None], (count, height, width, 3)))

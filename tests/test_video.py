@@ -66,7 +66,8 @@ def test_a_file_damaged_mid_stream_warns_with_both_frame_counts(tmp_path, backen
     third = len(data) // 3
     data[third : 2 * third] = bytes(third)
     (tmp_path / "damaged.mp4").write_bytes(bytes(data))
-    with pytest.warns(UserWarning, match=r"damaged\.mp4: the container reports 120 frames but only (\d+) decode"):
+    message = r"damaged\.mp4: the container reports 120 frames but only (\d+) decode"
+    with pytest.warns(UserWarning, match=message):
         video = VideoFrames(tmp_path / "damaged.mp4", backend=backend)
     assert 0 < len(video) < 120 and video.backend == "pyav"
     good = VideoFrames(tmp_path / "good.mp4", backend=backend)
