@@ -560,8 +560,6 @@ def write_predictions(
     Returns:
         The expression folder.
     """
-    from PIL import Image
-
     masks = np.asarray(masks)
     if masks.ndim != 3 or masks.shape[0] != len(frames):
         raise ValueError(
@@ -570,5 +568,25 @@ def write_predictions(
     folder = Path(pred_dir) / video / str(exp_id)
     folder.mkdir(parents=True, exist_ok=True)
     for frame, mask in zip(frames, masks, strict=True):
-        Image.fromarray(((mask != 0) * 255).astype(np.uint8)).save(folder / f"{frame}.png")
+        write_mask_png(folder / f"{frame}.png", mask)
     return folder
+
+
+def write_mask_png(path: str | Path, mask: np.ndarray) -> Path:
+    """Write one mask (``[H, W]``, non-zero = object) as an 8-bit 0/255 grayscale PNG, as VISA does."""
+    import cv2
+
+    path = Path(path)
+    if not cv2.imwrite(str(path), np.where(np.asarray(mask) != 0, np.uint8(255), np.uint8(0))):
+        raise OSError(f"{path}: could not be written")
+    return path
+
+
+def read_mask_png(path: str | Path) -> np.ndarray:
+    """Read a mask PNG as its raw 8-bit grayscale values ``uint8 [H, W]`` (``cv2.IMREAD_GRAYSCALE``)."""
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise ValueError(f"{path}: not a readable image")
+    return image

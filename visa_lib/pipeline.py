@@ -17,12 +17,13 @@ frame, the VISA image encodings.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from visa_lib.data.revos import RevosSplit
 from visa_lib.data.sampling import EVAL_MAX_REFERENCES, eval_reference_frames
@@ -33,7 +34,7 @@ from visa_lib.tfs import NUM_ANSWERS, FrameSampler, VideoLLMSampler, aggregate, 
 from visa_lib.tfs import target_frame as frame_from_tp
 from visa_lib.tfs.video_llm import subsample
 from visa_lib.xmem.inference import XMemTracker
-from visa_lib.xmem.propagate import propagate
+from visa_lib.xmem.propagate import track_both_ways
 
 #: Frames a non-LLM sampler is shown (the toy video LLM uses its own ``max_frames``).
 SAMPLER_MAX_FRAMES = 64
@@ -60,8 +61,8 @@ class VisaPipeline:
 
 
 @dataclass
-class VideoSegmentation:
-    """The result for one query.
+class TargetSegmentation:
+    """What VISA decided for one query before tracking: the target frame and its mask.
 
     Attributes:
       text (str): the query.
@@ -70,7 +71,6 @@ class VideoSegmentation:
       answers (list[str]): the sampler's raw answers.
       reference_frames (list[int]): the frames the LLM read besides the target.
       target_mask (np.ndarray): bool ``[H,W]``, VISA's mask on the target frame.
-      masks (np.ndarray): bool ``[T,H,W]``, the mask of every frame after propagation.
     """
 
     text: str
@@ -79,12 +79,19 @@ class VideoSegmentation:
     answers: list[str] = field(repr=False)
     reference_frames: list[int] = field(repr=False)
     target_mask: np.ndarray = field(repr=False)
-    masks: np.ndarray = field(repr=False)
 
     @property
     def found(self) -> bool:
         """Whether VISA found an object at all (an empty target mask means "no target")."""
         return bool(self.target_mask.any())
+
+
+@dataclass
+class VideoSegmentation(TargetSegmentation):
+    """The result for one query: a :class:`TargetSegmentation` plus ``masks`` (bool ``[T,H,W]``, every frame
+    after propagation)."""
+
+    masks: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
 
 
 def build_pipeline(
@@ -138,6 +145,8 @@ def _as_frames(frames) -> np.ndarray | Sequence[np.ndarray]:
 
 
 def _take(frames: np.ndarray | VideoFrames, indices: Sequence[int]) -> np.ndarray:
+    if isinstance(frames, (np.ndarray, VideoFrames)):
+        return frames[list(indices)]  # one batched read for a video file
     return np.stack([frames[i] for i in indices])
 
 
@@ -153,6 +162,71 @@ def _sampler_answers(pipeline: VisaPipeline, frames, texts: Sequence[str]) -> li
     return [sampler.answer(shown, t, pipeline.num_answers) for t in texts]
 
 
+def segment_target_frames(
+    frames,
+    texts: Sequence[str],
+    pipeline: VisaPipeline,
+    *,
+    target_frame: int | None = None,
+) -> list[TargetSegmentation]:
+    """Stages 1 and 2 for several queries about one video: the sampler picks each target frame, VISA
+    segments it. Queries share the sampler's video encoding and, on one target frame, its encodings.
+
+    Arguments:
+      frames: uint8 ``[T,H,W,3]`` or a lazy reader (see :func:`run_on_video`).
+      texts (Sequence[str]): non-empty queries.
+      pipeline (VisaPipeline): the models.
+      target_frame (int | None): skip the sampler and segment this frame for every query.
+    Returns:
+      One :class:`TargetSegmentation` per query, in order.
+    """
+    n = len(frames)
+    if target_frame is not None:
+        if not -n <= target_frame < n:
+            raise ValueError(f"run_on_video: target_frame={target_frame} is outside the video's {n} frames")
+        answers: list[list[str]] = [[] for _ in texts]
+        tps: list[float | None] = [None] * len(texts)
+        targets = [target_frame % n] * len(texts)
+    elif pipeline.sampler is None:
+        raise ValueError("run_on_video: the pipeline has no frame sampler; pass target_frame=")
+    else:
+        answers = _sampler_answers(pipeline, frames, texts)
+        tps = [aggregate(a) for a in answers]
+        targets = [frame_from_tp(tp, n) for tp in tps]
+
+    target_masks: dict[int, np.ndarray] = {}
+    references: dict[int, list[int]] = {}
+    for target in dict.fromkeys(targets):
+        asked = [k for k, t in enumerate(targets) if t == target]
+        refs = eval_reference_frames(n, target, pipeline.max_references)
+        logits = pipeline.model.segment(_take(frames, refs), frames[target], [texts[k] for k in asked])
+        for k, mask in zip(asked, (logits > 0).cpu().numpy(), strict=True):
+            target_masks[k] = mask
+        references[target] = refs
+    return [
+        TargetSegmentation(t, targets[k], tps[k], answers[k], references[targets[k]], target_masks[k])
+        for k, t in enumerate(texts)
+    ]
+
+
+def track_target(
+    frames, target: TargetSegmentation, pipeline: VisaPipeline
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Stage 3: every frame's mask, one at a time, as XMem produces it (backward run, then forward).
+
+    An empty target mask is VISA's "no target": every frame is empty and XMem does not run.
+
+    Yields:
+      ``(frame index, bool [H,W])``, each of the video's frames exactly once.
+    """
+    if not target.found:
+        empty = np.zeros_like(target.target_mask, dtype=bool)
+        for index in range(len(frames)):
+            yield index, empty
+        return
+    yield from track_both_ways(frames, target.target_mask, target.target_frame, pipeline.tracker)
+
+
 def run_on_video(
     frames,
     text: str | Sequence[str],
@@ -161,7 +235,10 @@ def run_on_video(
     target_frame: int | None = None,
     progress: bool = True,
 ) -> VideoSegmentation | list[VideoSegmentation]:
-    """Segment and track what ``text`` refers to, in every frame of a video.
+    """Segment and track what ``text`` refers to, in every frame of a video, all masks in memory.
+
+    :func:`segment_target_frames` then :func:`track_target` for each query (``visa infer`` uses the two
+    directly and writes each mask as it comes, so its memory does not grow with the video).
 
     Arguments:
       frames: uint8 ``[T,H,W,3]`` RGB frames, a folder of frames, a video file, or a lazy reader
@@ -182,42 +259,15 @@ def run_on_video(
     if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
         raise ValueError("run_on_video: give a non-empty text query (or a list of them)")
     frames = _as_frames(frames)
-    n = len(frames)
     pipeline = pipeline or build_pipeline()
-    if target_frame is not None:
-        if not -n <= target_frame < n:
-            raise ValueError(f"run_on_video: target_frame={target_frame} is outside the video's {n} frames")
-        answers: list[list[str]] = [[] for _ in texts]
-        tps: list[float | None] = [None] * len(texts)
-        targets = [target_frame % n] * len(texts)
-    elif pipeline.sampler is None:
-        raise ValueError("run_on_video: the pipeline has no frame sampler; pass target_frame=")
-    else:
-        answers = _sampler_answers(pipeline, frames, texts)
-        tps = [aggregate(a) for a in answers]
-        targets = [frame_from_tp(tp, n) for tp in tps]
-
-    # VISA on each distinct target frame (queries picking the same frame share its encodings)
-    target_masks: dict[int, np.ndarray] = {}
-    references: dict[int, list[int]] = {}
-    for target in dict.fromkeys(targets):
-        asked = [k for k, t in enumerate(targets) if t == target]
-        refs = eval_reference_frames(n, target, pipeline.max_references)
-        logits = pipeline.model.segment(_take(frames, refs), frames[target], [texts[k] for k in asked])
-        for k, mask in zip(asked, (logits > 0).cpu().numpy(), strict=True):
-            target_masks[k] = mask
-        references[target] = refs
-
     results = []
-    for k, t in enumerate(texts):
-        mask = target_masks[k]
-        if mask.any():
-            masks = propagate(frames, mask, targets[k], pipeline.tracker, direction="both", progress=progress)
-        else:  # VISA: an empty target mask is "no target" in every frame; XMem is not run
-            masks = np.zeros((n, *mask.shape), dtype=bool)
-        results.append(
-            VideoSegmentation(t, targets[k], tps[k], answers[k], references[targets[k]], mask, masks)
-        )
+    for target in segment_target_frames(frames, texts, pipeline, target_frame=target_frame):
+        masks = np.zeros((len(frames), *target.target_mask.shape), dtype=bool)
+        steps = track_target(frames, target, pipeline)
+        bar = tqdm(steps, total=len(frames), desc="XMem both ways", disable=not progress, leave=False)
+        for index, mask in bar:
+            masks[index] = mask
+        results.append(VideoSegmentation(**vars(target), masks=masks))
     return results[0] if single else results
 
 
@@ -243,8 +293,6 @@ def write_split_predictions(
       Path: ``pred_dir``.
     """
     import json
-
-    from tqdm.auto import tqdm
 
     from visa_lib.evaluate import write_predictions
 
