@@ -101,23 +101,6 @@ def tiny_revos_split(tiny_revos: Path):
     return load_revos(tiny_revos, "valid", check_frames=True)
 
 
-def write_video_file(path: Path, frames: np.ndarray, fps: int = 10, gop: int = 12) -> Path:
-    """Encode ``uint8 [T, H, W, 3]`` RGB frames as H.264 (mp4, mkv) with PyAV; key frame every ``gop``."""
-    import av
-
-    path = Path(path)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"g": str(gop)}
-        for frame in frames:
-            image = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-            container.mux(stream.encode(image))
-        container.mux(stream.encode())
-    return path
-
-
 def flat_colour_frames(count: int, height: int = 48, width: int = 64) -> np.ndarray:
     """uint8 [T, H, W, 3] frames of one grey level each (``3 * t``, survives H.264 to within +-2)."""
     levels = 3 * np.arange(count, dtype=np.uint8)

@@ -7,9 +7,9 @@ import importlib.util
 
 import numpy as np
 import pytest
-from conftest import flat_colour_frames, write_video_file
+from conftest import flat_colour_frames
 
-from visa_lib.data.video import BLOCK_FRAMES, VideoFrames, default_backend
+from visa_lib.data.video import BLOCK_FRAMES, VideoFrames, default_backend, write_video_file
 
 BACKENDS = ["pyav"] + (["decord"] if importlib.util.find_spec("decord") else [])
 

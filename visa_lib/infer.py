@@ -62,6 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="frame sampler picking the target frame (default: the toy video LLM)",
     )
     parser.add_argument("--target-frame", type=int, help="skip the sampler and segment this frame first")
+    parser.add_argument(
+        "--xmem-size",
+        type=int,
+        help="shorter side XMem works at (default: the tracker's, 480 official / 120 toy; -1 = native); "
+        "time and memory grow with its square",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps (default: %(default)s)")
     parser.add_argument(
         "--overlay", choices=OVERLAYS, default="gif", help="overlay animation per query (default: gif)"
@@ -285,6 +291,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"visa infer: warning: {warning.message}", file=sys.stderr)
     if args.target_frame is not None and not -len(frames) <= args.target_frame < len(frames):
         raise CliError(f"--target-frame {args.target_frame}: the video has {len(frames)} frames")
+    if args.xmem_size is not None and args.xmem_size != -1 and args.xmem_size < 16:
+        raise CliError(f"--xmem-size {args.xmem_size}: give -1 (native) or at least 16 pixels")
     names = [query_folder_name(t, k) for k, t in enumerate(texts)]
     todo = plan_queries(out, names, args.resume, args.overwrite)
     print(f"{frames}: {len(texts)} quer{'y' if len(texts) == 1 else 'ies'}, VISA config {args.config!r}")
@@ -294,6 +302,8 @@ def main(args: argparse.Namespace) -> int:
         sampler = None if args.target_frame is not None else args.sampler
         try:
             pipeline = build_pipeline(args.config, sampler=sampler, device=device, **kwargs)
+            if args.xmem_size is not None:
+                pipeline.tracker.memory = pipeline.tracker.memory.with_(size=args.xmem_size)
             targets = segment_target_frames(
                 frames, [texts[k] for k in todo], pipeline, target_frame=args.target_frame
             )

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -299,6 +299,31 @@ def _read_image(path: Path) -> np.ndarray:
             return np.array(image.convert("RGB"))  # writable (torch warns on read-only arrays)
     except (UnidentifiedImageError, OSError) as err:
         raise ValueError(f"frame {path}: not a readable image ({err})") from None
+
+
+def write_video_file(path: str | Path, frames: Iterable[np.ndarray], fps: float = 10, gop: int = 12) -> Path:
+    """Encode ``uint8 [H,W,3]`` RGB frames (any iterable, streamed) as H.264 ``.mp4``/``.mkv`` with PyAV.
+
+    ``gop`` is the key-frame interval. Sizes must be even (H.264 with 4:2:0 colour).
+    """
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = None
+        for frame in frames:
+            frame = np.ascontiguousarray(frame)
+            if stream is None:
+                stream = container.add_stream("libx264", rate=fps)
+                stream.height, stream.width = frame.shape[:2]
+                stream.pix_fmt = "yuv420p"
+                stream.options = {"g": str(gop)}
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        if stream is None:
+            raise ValueError(f"write_video_file: no frames given for {path}")
+        container.mux(stream.encode())
+    return path
 
 
 def write_video_frames(folder: str | Path, frames: np.ndarray) -> Path:
