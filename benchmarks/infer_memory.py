@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> dict:
             assert masks == num_frames, f"{masks} masks written for {num_frames} frames"
             (query,) = json.loads((out / "summary.json").read_text())["queries"]
             assert len(query["frames_with_object"]) > 1, "the toy VISA found nothing: XMem did not run"
-            rows.append({"frames": num_frames, "peak_mib": round(peak / 2**20, 1), "seconds": round(seconds, 1)})
+            peak_mib, seconds = round(peak / 2**20, 1), round(seconds, 1)
+            rows.append({"frames": num_frames, "peak_mib": peak_mib, "seconds": seconds})
             print(f"{num_frames:6d} frames: peak RSS {peak / 2**20:8.1f} MiB, {seconds:6.1f} s", flush=True)
     ratio = rows[-1]["peak_mib"] / rows[0]["peak_mib"]
     size = f"{320 * args.scale}x{240 * args.scale}"
