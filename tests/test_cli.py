@@ -165,3 +165,21 @@ def test_eval_davis17_refuses_a_doctored_mask_dict_pkl_and_runs_nothing(tmp_path
     assert proc.stderr.startswith("visa eval: error:") and "mask_dict.pkl" in proc.stderr
     assert "not plain data" in proc.stderr
     assert not marker.exists() and proc.stdout == ""
+
+
+def test_eval_revos_refuses_a_truncated_gt_rle_before_scoring(revos_preds, capsys, monkeypatch):
+    import visa_lib.evaluate
+
+    root, pred_dir = revos_preds
+    data = json.loads((root / "mask_dict.json").read_text())
+    data["1"][1]["counts"] = data["1"][1]["counts"][:-1]
+    (root / "mask_dict.json").write_text(json.dumps(data))
+
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("scoring started on a damaged ground truth")
+
+    monkeypatch.setattr(visa_lib.evaluate, "_run", no_scoring)
+    assert cli.main(["eval", "revos", str(pred_dir), "--data-root", str(root), "--workers", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "mask_dict.json: anno_id 1 (video 'TAO/seq_a' expression '0') frame 1: corrupt RLE" in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
