@@ -68,7 +68,8 @@ def make_split(root: Path, pred_dir: Path, videos: int, frames: int, expressions
             type_id = 2 if e % 5 == 4 else e % 2
             chosen = [] if type_id == 2 else ids[: 1 + (e % 3 == 2 and len(ids) > 1)]
             exps[str(e)] = Expression(str(e), f"expression {e}", [0] if chosen else [], chosen, type_id)
-        metas.append(VideoMeta(f"TAO/video_{v:03d}", [f"{t:05d}" for t in range(frames)], exps, HEIGHT, WIDTH))
+        names = [f"{t:05d}" for t in range(frames)]
+        metas.append(VideoMeta(f"TAO/video_{v:03d}", names, exps, HEIGHT, WIDTH))
     write_revos_split(root, "valid", metas, annos)
     for meta in metas:
         for exp in meta.expressions.values():

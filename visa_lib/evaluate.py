@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from visa_lib import metrics
 from visa_lib.data.formats import load_davis17, load_mevis
 from visa_lib.data.revos import TYPE_NAMES, Expression, RevosSplit, load_revos
+from visa_lib.prediction_png import read_prediction_png
 
 #: Frames scored at once; bounds memory on long, high-resolution videos (prediction + GT + foreground).
 FRAME_CHUNK = 32
@@ -65,7 +66,8 @@ class ExpressionScore:
     """Scores of one expression on the 0-100 scale, rounded to 2 decimals as VISA does.
 
     ``values`` maps metric names (``"J"``, ``"F"``, ``"J&F"``, and ``"A"``, ``"R"`` for ReVOS) to floats.
-    ``failure`` is the reason it scored 0, or ``None``.
+    ``failure`` is the reason it scored 0, or ``None``; ``note`` names a prediction file that VISA's
+    reader changes silently (16-bit, JPEG bytes, values other than 0/255; scored as VISA scores it).
     """
 
     video: str
@@ -74,6 +76,7 @@ class ExpressionScore:
     text: str
     values: dict[str, float]
     failure: str | None = None
+    note: str | None = None
 
 
 # ------------------------------------------------------------------------------------------------- results
@@ -92,10 +95,19 @@ class _EvalResult:
 
     metric_names: tuple[str, ...] = RVOS_METRICS
 
-    def __init__(self, scores: list[ExpressionScore], mode: str, dataset: str) -> None:
+    def __init__(
+        self, scores: list[ExpressionScore], mode: str, dataset: str, unknown: Sequence[str] = ()
+    ) -> None:
         self.scores = scores
         self.mode = mode
         self.dataset = dataset
+        #: Prediction folders (``<video>/<exp_id>``) that the split does not know; they are not scored.
+        self.unknown = list(unknown)
+
+    @property
+    def notes(self) -> list[Failure]:
+        """Expressions scored as VISA does whose files its reader changes: ``(video, exp_id, note)``."""
+        return [Failure(s.video, s.exp_id, s.note) for s in self.scores if s.note is not None]
 
     @property
     def failures(self) -> list[Failure]:
@@ -119,6 +131,8 @@ class _EvalResult:
         out["num_expressions"] = {label: count for label, count, _ in self._rows()}
         out["mode"] = self.mode
         out["failures"] = [f._asdict() for f in self.failures]
+        out["notes"] = [f._asdict() for f in self.notes]
+        out["unknown_prediction_folders"] = self.unknown
         return out
 
     def to_json(self, path: str | Path) -> Path:
@@ -164,6 +178,16 @@ class _EvalResult:
             lines.append("")
             lines.append(f"{len(failures)} expression(s) scored 0 because of their prediction:")
             lines.extend(f"  {f.video} / {f.exp_id}: {f.reason}" for f in failures)
+        if self.notes:
+            lines.append("")
+            count = len(self.notes)
+            lines.append(f"{count} expression(s) scored as VISA would, but its reader changes their files:")
+            lines.extend(f"  {f.video} / {f.exp_id}: {f.reason}" for f in self.notes)
+        if self.unknown:
+            lines.append("")
+            count = len(self.unknown)
+            lines.append(f"{count} prediction folder(s) that {self.dataset} does not know (not scored):")
+            lines.extend(f"  {folder}" for folder in self.unknown)
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -256,20 +280,29 @@ def _zeros(names: Sequence[str]) -> dict[str, float]:
     return {**{n: 0.0 for n in names}, "J&F": 0.0}
 
 
-def _read_prediction(folder: Path, frames: Sequence[str], height: int, width: int) -> np.ndarray:
-    """Read PNG frames as raw grayscale values ``uint8 [t, H, W]``; raise :class:`PredictionError`."""
-    import cv2
+def _read_prediction(
+    folder: Path, frames: Sequence[str], height: int, width: int, notes: dict[str, str] | None = None
+) -> np.ndarray:
+    """Read PNG frames as raw grayscale values ``uint8 [t, H, W]``; raise :class:`PredictionError`.
 
+    Values are exactly ``cv2.imread(path, cv2.IMREAD_GRAYSCALE)``'s (:mod:`visa_lib.prediction_png`);
+    the first file that this reading changes silently is recorded in ``notes[str(folder)]``.
+    """
     out = np.empty((len(frames), height, width), dtype=np.uint8)
     for t, frame in enumerate(frames):
         path = folder / f"{frame}.png"
-        if not path.is_file():
-            raise PredictionError(f"missing frame {path}")
-        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        try:
+            image, note = read_prediction_png(path)
+        except FileNotFoundError:
+            raise PredictionError(f"missing frame {path}") from None
+        except OSError as err:
+            raise PredictionError(f"unreadable file {path} ({err.strerror or err})") from None
         if image is None:
             raise PredictionError(f"unreadable PNG {path}")
         if image.shape != (height, width):
             raise PredictionError(f"{path} is {image.shape[0]}x{image.shape[1]}, expected {height}x{width}")
+        if note is not None and notes is not None:
+            notes.setdefault(str(folder), f"{path}: {note}")
         out[t] = image
     return out
 
@@ -358,9 +391,31 @@ def _score_video_files(
             failed[exp_id] = f"missing folder {missing}"
             continue
         readers[exp_id] = lambda _chunk, frames, folder=folder: _read_prediction(
-            folder, frames, meta.height, meta.width
+            folder, frames, meta.height, meta.width, notes
         )
-    return _score_video(split, video, readers, failed, names, mode)
+    notes: dict[str, str] = {}
+    scores = _score_video(split, video, readers, failed, names, mode)
+    for score in scores:
+        score.note = notes.get(str(pred_dir / video / score.exp_id))
+    return scores
+
+
+def unknown_prediction_folders(pred_dir: Path, split: RevosSplit) -> list[str]:
+    """``<video>/<exp_id>`` folders holding PNGs under ``pred_dir`` that ``split`` has no expression for.
+
+    Hidden folders (``visa predict``'s records, unfinished ``.partial`` folders) are skipped.
+    """
+    unknown = []
+    for folder, dirs, files in os.walk(pred_dir):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if folder == str(pred_dir) or not any(f.endswith(".png") for f in files):
+            continue
+        relative = Path(folder).relative_to(pred_dir)
+        video, exp_id = relative.parent.as_posix(), relative.name
+        meta = split.videos.get(video)
+        if meta is None or exp_id not in meta.expressions:
+            unknown.append(relative.as_posix())
+    return unknown
 
 
 # Set in the parent before the pool forks, so workers share the split (copy-on-write) instead of pickling it.
@@ -451,7 +506,8 @@ def evaluate_revos(
     _check_mode(mode)
     pred_dir = _check_pred_dir(pred_dir)
     data = load_revos(data_root, split)
-    return RevosResult(_run(data, pred_dir, REVOS_METRICS, mode, workers, progress), mode, f"revos/{split}")
+    scores = _run(data, pred_dir, REVOS_METRICS, mode, workers, progress)
+    return RevosResult(scores, mode, f"revos/{split}", unknown_prediction_folders(pred_dir, data))
 
 
 def evaluate_mevis(
@@ -471,7 +527,8 @@ def evaluate_mevis(
     """
     pred_dir = _check_pred_dir(pred_dir)
     data = load_mevis(data_root, split)
-    return RvosResult(_run(data, pred_dir, RVOS_METRICS, "visa", workers, progress), "visa", f"mevis/{split}")
+    scores = _run(data, pred_dir, RVOS_METRICS, "visa", workers, progress)
+    return RvosResult(scores, "visa", f"mevis/{split}", unknown_prediction_folders(pred_dir, data))
 
 
 def evaluate_davis17(
@@ -491,9 +548,8 @@ def evaluate_davis17(
     """
     pred_dir = _check_pred_dir(pred_dir)
     data = load_davis17(data_root, split)
-    return RvosResult(
-        _run(data, pred_dir, RVOS_METRICS, "visa", workers, progress), "visa", f"davis17/{split}"
-    )
+    scores = _run(data, pred_dir, RVOS_METRICS, "visa", workers, progress)
+    return RvosResult(scores, "visa", f"davis17/{split}", unknown_prediction_folders(pred_dir, data))
 
 
 def evaluate_predictions(
