@@ -26,7 +26,6 @@ Two ways in:
 from __future__ import annotations
 
 import csv
-import json
 import multiprocessing as mp
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -136,31 +135,35 @@ class _EvalResult:
         return out
 
     def to_json(self, path: str | Path) -> Path:
-        """Write :meth:`as_dict` as JSON (``null`` for empty subsets). Returns the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.as_dict(), indent=2) + "\n", encoding="utf-8")
-        return path
+        """Write :meth:`as_dict` as JSON (``null`` for empty subsets), atomically. Returns the path."""
+        from visa_lib.data.revos import write_json
+
+        write_json(Path(path), self.as_dict(), indent=2)
+        return Path(path)
 
     def to_csv(self, path: str | Path) -> Path:
-        """One row per expression: video, exp_id, type_id, metrics, failure reason, text. Returns the path."""
+        """One row per expression: video, exp_id, type_id, metrics, failure reason, text. Returns the path.
+
+        Written to a temporary file and renamed, so Ctrl-C never leaves half a table (or clobbers an
+        earlier one).
+        """
+        import tempfile
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         names = list(self.metric_names) + ["J&F"]
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["video", "exp_id", "type_id", *names, "failure", "text"])
-            for s in self.scores:
-                writer.writerow(
-                    [
-                        s.video,
-                        s.exp_id,
-                        s.type_id,
-                        *(f"{s.values[n]:.2f}" for n in names),
-                        s.failure or "",
-                        s.text,
-                    ]
-                )
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(["video", "exp_id", "type_id", *names, "failure", "text"])
+                for s in self.scores:
+                    values = (f"{s.values[n]:.2f}" for n in names)
+                    writer.writerow([s.video, s.exp_id, s.type_id, *values, s.failure or "", s.text])
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         return path
 
     def _rows(self) -> list[tuple[str, int, dict[str, float | None]]]:

@@ -148,9 +148,13 @@ def predict_video(split, video: str, pipeline, pred_dir: str | Path, resume: boo
         temporary = pred_dir / video / f".{exp_id}.partial"
         shutil.rmtree(temporary, ignore_errors=True)  # left over from an interrupted run
         temporary.mkdir(parents=True)
-        # Each mask is written as XMem yields it: memory does not grow with the video.
-        for index, mask in track_target(frames, target, pipeline):
-            write_mask_png(temporary / f"{meta.frames[index]}.png", mask)
+        try:
+            # Each mask is written as XMem yields it: memory does not grow with the video.
+            for index, mask in track_target(frames, target, pipeline):
+                write_mask_png(temporary / f"{meta.frames[index]}.png", mask)
+        except BaseException:  # Ctrl-C included: no half-written expression is left behind
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise
         _record_path(pred_dir, video, exp_id).unlink(missing_ok=True)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(temporary, final)  # the expression's PNGs appear in one step
