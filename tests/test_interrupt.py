@@ -126,7 +126,8 @@ def test_ctrl_c_in_visa_eval_leaves_earlier_results_whole_and_a_rerun_redoes(tin
     for video, exp in split.expressions():
         gt = split.gt_masks(video, exp.exp_id)
         write_predictions(pred, video, exp.exp_id, split.videos[video].frames, gt)
-    out, table = tmp_path / "scores.json", tmp_path / "scores.csv"
+    results = tmp_path / "results"
+    out, table = results / "scores.json", results / "scores.csv"
     argv = ["eval", "revos", str(pred), "--data-root", str(tiny_revos), "--out", str(out)]
     argv += ["--csv", str(table), "--workers", workers, "--quiet"]
     assert _run(argv).returncode == 0
@@ -136,7 +137,7 @@ def test_ctrl_c_in_visa_eval_leaves_earlier_results_whole_and_a_rerun_redoes(tin
     interrupted = _interrupt_when([*argv, str(marker)], marker.exists, child=_SLOW_EVAL)
     assert interrupted.returncode == 130 and "interrupted" in interrupted.stderr
     assert (out.read_bytes(), table.read_bytes()) == before  # the earlier results, whole
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["pred", "scores.csv", "scores.json", "started"]
+    assert sorted(p.name for p in results.iterdir()) == ["scores.csv", "scores.json"]  # no temporary files
 
     out.unlink()
     rerun = _run(argv)
