@@ -5,8 +5,8 @@ VISA merges every frame's 256 CLIP tokens (width 1024) into 112; a sample holds 
 
 * ``reference_loop``: the straightforward formulation, one frame at a time, ``torch.cdist`` for the
   distances (as Chat-UniVi runs it once per ``<image>``), written out below;
-* ``library_loop``: ``visa_lib.merge.spatial_merge_loop``, our code called frame by frame;
-* ``batched``: ``visa_lib.merge.spatial_merge`` on all frames at once.
+* ``library_loop``: ``visa_lib.model.merge.spatial_merge_loop``, our code called frame by frame;
+* ``batched``: ``visa_lib.model.merge.spatial_merge`` on all frames at once.
 
 All three give the same tokens (checked before timing, with the 1e-6 tie-break noise switched
 off: in 1024 dimensions many densities differ by less than 1e-6, so noise drawn in a different
@@ -26,8 +26,8 @@ import time
 
 import torch
 
-import visa_lib.merge as merge_module
-from visa_lib.merge import CLUSTER_KS, CLUSTER_NUMS, spatial_merge, spatial_merge_loop
+import visa_lib.model.merge as merge_module
+from visa_lib.model.merge import CLUSTER_KS, CLUSTER_NUMS, spatial_merge, spatial_merge_loop
 
 
 def _reference_dpc_knn(x: torch.Tensor, cluster_num: int, k: int, noise: torch.Tensor):

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from visa_lib.paths import TOY_WEIGHTS
-from visa_lib.propagate import propagate
 from visa_lib.xmem import MemoryConfig, XMem, XMemConfig, XMemTracker
 from visa_lib.xmem.inference import TOY_XMEM_FILE
+from visa_lib.xmem.propagate import propagate
 
 
 def _video(t: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:

@@ -124,8 +124,8 @@ def valid_samples(
 def synthetic_samples(
     num_videos: int, seed: int = HELDOUT_SEED, num_frames: int = 4, min_area: int = 30
 ) -> list[FrameSample]:
-    """Frames of fresh in-memory ReasonVOS-lite videos (``visa_lib.data.synthetic.make_video``)."""
-    from visa_lib.data.synthetic import make_video
+    """Frames of fresh in-memory ReasonVOS-lite videos (``visa_lib.data.reasonvos_lite.make_video``)."""
+    from visa_lib.data.reasonvos_lite.generator import make_video
 
     samples = []
     for v in range(num_videos):

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from visa_lib.data.reasonvos_lite.generator import generate_split
 from visa_lib.data.revos import RevosSplit, load_revos
-from visa_lib.data.synthetic import generate_split
 from visa_lib.model.sam import TOY_SAM_WEIGHTS, build_sam, decode_from_embeddings, encode_frames
 from visa_lib.paths import REASONVOS_LITE
 from visa_lib.train.losses import dice_loss, sigmoid_ce_loss

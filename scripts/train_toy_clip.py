@@ -3,7 +3,7 @@
 The toy tower stands in for pretrained CLIP ViT-L/14: downstream (spatial merging, the toy VISA
 model, the toy frame sampler) it is FROZEN, so whatever it knows must be learnt here. We train it on
 frames composed exactly like ReasonVOS-lite frames -- the same sprites (scikit-image cut-outs and
-coloured shapes) pasted onto the same backgrounds (``visa_lib.data.sprites``) at 240 x 320 -- drawn
+coloured shapes) pasted onto the same backgrounds (``data.reasonvos_lite.sprites``) at 240 x 320 -- drawn
 fresh in memory at every step, with three patch-level / frame-level objectives read from the
 masks, applied to the PENULTIMATE layer (the one VISA reads) and, with half the weight, to the
 last layer:
@@ -34,7 +34,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import CLIPVisionModel
 
-from visa_lib.data import sprites
+from visa_lib.data.reasonvos_lite import sprites
 from visa_lib.model.vision import TOY_CLIP_WEIGHTS, VisionTower, toy_vision_config
 
 CATEGORIES = list(sprites.PHOTO_CATEGORIES) + list(sprites.SHAPES)  # label 1.. ; 0 = background

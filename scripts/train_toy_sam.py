@@ -2,7 +2,7 @@
 
 The model is ``build_sam("toy", pretrained=False)``: segment_anything's own ImageEncoderViT,
 PromptEncoder and MaskDecoder at small widths. Training data are fresh in-memory clips from the
-ReasonVOS-lite generator (``visa_lib.data.synthetic.make_video``), held in a pool of clips of which
+ReasonVOS-lite generator (``visa_lib.data.reasonvos_lite.make_video``), held in a pool of clips of which
 one is replaced every step, so the model keeps seeing new scenes without rendering a whole batch
 per step. Every image is decoded with point prompts and with box prompts for up to three of its
 visible objects, and ``--class-prob`` of the images also with class prompts:
@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from visa_lib.data import sprites
-from visa_lib.data.synthetic import make_video
+from visa_lib.data.reasonvos_lite import sprites
+from visa_lib.data.reasonvos_lite.generator import make_video
 from visa_lib.model.sam import (
     TOY_SAM_WEIGHTS,
     build_sam,

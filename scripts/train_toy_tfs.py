@@ -3,7 +3,7 @@
 Target answer: ``percentage_answer(oracle_tp(areas))`` -- the 10 % mark nearest to the centre of
 the frames where the queried object is most visible (visible area >= 0.8 x its maximum; see
 ``visa_lib.tfs.answers.oracle_tp``). Training data: fresh in-memory ReasonVOS-lite videos from
-``visa_lib.data.synthetic.make_video`` (seeds disjoint from the shipped splits) plus the shipped
+``visa_lib.data.reasonvos_lite.make_video`` (seeds disjoint from the shipped splits) plus the shipped
 train split; the frozen toy CLIP tower encodes every frame once. Only the video LLM (projectors,
 text-query map, tiny LLaMA) is trained, with cross-entropy on the answer tokens and ``</s>``.
 
@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from visa_lib.data.reasonvos_lite.generator import make_video
 from visa_lib.data.revos import load_revos
-from visa_lib.data.synthetic import make_video
 from visa_lib.model.prompts import IGNORE_INDEX
 from visa_lib.model.tokenizer import build_labels, build_toy_tokenizer, tokenizer_vocabulary
 from visa_lib.model.vision import build_vision_tower

@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> dict:
     rng = np.random.default_rng(args.seed)
     valid = load_revos(args.data_root, "valid")
     if args.train_videos > 0:  # 48 videos are too few to generalise from; the generator makes more
-        from visa_lib.data.synthetic import generate_split
+        from visa_lib.data.reasonvos_lite.generator import generate_split
 
         extra_root = Path(tempfile.mkdtemp(prefix="toy_visa_train_"))
         generate_split(extra_root, "train", seed=0, num_videos=args.train_videos)

@@ -1,10 +1,10 @@
 """Train the toy XMem on fresh ReasonVOS-lite clips, on CPU.
 
 XMem's main training stage, shrunk: short clips (``--clip-len`` frames) from videos rendered in memory by
-:func:`visa_lib.data.synthetic.make_video`; the first frame's ground-truth mask is given, every later frame is
-segmented by reading the memory of all earlier frames (dense softmax, as XMem trains) and then written to
-memory from its own *predicted* soft mask, so the network learns to recover from its mistakes. Loss:
-bootstrapped cross-entropy (hardest pixels, fraction annealed from 100% to 15%) plus soft Dice, plus two
+:func:`~visa_lib.data.reasonvos_lite.make_video`; the first frame's ground-truth mask is given, every later
+frame is segmented by reading the memory of all earlier frames (dense softmax, as XMem trains) and then
+written to memory from its own *predicted* soft mask, so the network learns to recover from its mistakes.
+Loss: bootstrapped cross-entropy (hardest pixels, fraction annealed from 100% to 15%) plus soft Dice, plus two
 training-only helpers for learning from scratch (see ``aux_loss``): the ground-truth masks carried by the
 affinity alone are supervised (label propagation), and large shrinkage is penalised.
 
@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from visa_lib.data.synthetic import make_video
+from visa_lib.data.reasonvos_lite.generator import make_video
 from visa_lib.paths import TOY_WEIGHTS
 from visa_lib.xmem import XMem, XMemConfig
 from visa_lib.xmem.affinity import get_similarity
@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> None:
     net = XMem.from_checkpoint(args.init) if args.init else XMem(XMemConfig.toy())
     net.train()
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
-    from visa_lib.data.synthetic import HEIGHT, WIDTH
+    from visa_lib.data.reasonvos_lite.generator import HEIGHT, WIDTH
 
     scale = (args.scale, round(args.scale * WIDTH / HEIGHT))  # ReasonVOS-lite is 240 x 320
     producer = ClipProducer(

@@ -18,8 +18,8 @@ from visa_lib.baselines import (
     score_baselines,
     write_baseline_predictions,
 )
+from visa_lib.data.reasonvos_lite.generator import generate_split
 from visa_lib.data.revos import Expression, VideoMeta, load_revos, write_revos_split
-from visa_lib.data.synthetic import generate_split
 
 
 @pytest.fixture(scope="module")

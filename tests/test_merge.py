@@ -1,4 +1,4 @@
-"""Tests of visa_lib.merge: DPC-KNN against a literal step-by-step implementation, and the cascade."""
+"""Tests of visa_lib.model.merge: DPC-KNN against a literal step-by-step implementation, and the cascade."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from visa_lib.merge import (
+from visa_lib.model.merge import (
     dpc_knn,
     dpc_knn_details,
     effective_k,

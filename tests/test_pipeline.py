@@ -192,7 +192,7 @@ def test_visa_infer_bad_input_is_one_line_without_traceback(tmp_path, capsys):
 
 def test_demo_scores_the_toy_visa_pipeline_next_to_the_baselines(tmp_path, capsys):
     from visa_lib.cli import main
-    from visa_lib.data.synthetic import generate_split
+    from visa_lib.data.reasonvos_lite.generator import generate_split
 
     generate_split(tmp_path / "data", "valid", seed=5, num_videos=1, progress=False)
     assert (

@@ -10,9 +10,9 @@ import torch
 
 from visa_lib.metrics import jaccard
 from visa_lib.paths import TOY_WEIGHTS
-from visa_lib.propagate import propagate
 from visa_lib.xmem import MemoryConfig, XMem, XMemConfig, XMemTracker
 from visa_lib.xmem.inference import TOY_XMEM_FILE
+from visa_lib.xmem.propagate import propagate
 
 T, H, W = 9, 48, 64
 
@@ -128,3 +128,39 @@ def test_shipped_toy_xmem_tracks_a_moving_object():
     j_copy = jaccard(np.broadcast_to(masks[start], masks.shape), masks)
     assert j.mean() > 0.8, j
     assert j.mean() > j_copy.mean() + 0.3
+
+
+def test_track_yields_one_run_frame_by_frame_and_propagate_is_a_loop_over_it(random_tracker):
+    from visa_lib.xmem import track
+
+    frames, masks = _square_video()
+    steps = list(track(frames, masks[3], 3, random_tracker))
+    assert [i for i, _ in steps] == list(range(3, T))
+    assert all(p.shape == (2, H, W) and p.dtype == torch.float32 for _, p in steps)
+    assert all(torch.allclose(p.sum(0), torch.ones(H, W), atol=1e-5) for _, p in steps)  # background + object
+    back = list(track(frames, masks[3], 3, random_tracker, reverse=True))
+    assert [i for i, _ in back] == [3, 2, 1, 0]
+    fwd = propagate(frames, masks[3], 3, random_tracker, "forward", progress=False)
+    for i, p in steps:
+        assert np.array_equal(fwd[i], (p.argmax(0) == 1).numpy())
+    session = random_tracker.new_session()
+    list(track(frames, masks[3], 3, random_tracker, session=session))
+    assert len(session.history) == T - 3  # the caller's session did the work
+    with pytest.raises(TypeError, match="forwards"):
+        next(track(iter(frames), masks[3], 3, random_tracker, reverse=True))
+    with pytest.raises(ValueError, match="out of range"):
+        next(track(frames, masks[3], T, random_tracker))
+
+
+def test_packages_export_their_main_names():
+    import visa_lib.data as data
+    import visa_lib.model as model
+    import visa_lib.train as train
+    from visa_lib.model.build import build_visa
+    from visa_lib.model.merge import spatial_merge
+
+    assert model.build_visa is build_visa and model.spatial_merge is spatial_merge
+    assert data.load_revos.__module__ == "visa_lib.data.revos" and callable(train.visa_loss)
+    assert "build_visa" in dir(model)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = model.nope

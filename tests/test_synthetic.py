@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from visa_lib.data import sprites
-from visa_lib.data.expressions import (
+from visa_lib.data.reasonvos_lite import sprites
+from visa_lib.data.reasonvos_lite.expressions import (
     HEIGHT,
     WIDTH,
     ObjectInfo,
@@ -17,8 +17,15 @@ from visa_lib.data.expressions import (
     vocabulary,
     words,
 )
+from visa_lib.data.reasonvos_lite.generator import (
+    _plan_track,
+    anno_id_base,
+    generate_split,
+    main,
+    make_video,
+    video_rng,
+)
 from visa_lib.data.revos import load_revos
-from visa_lib.data.synthetic import _plan_track, anno_id_base, generate_split, main, make_video, video_rng
 
 FRAMES = (8, 10)  # short videos keep the tests fast; the format is the same
 

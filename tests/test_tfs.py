@@ -12,7 +12,7 @@ from visa_lib.tfs import (
     OracleSampler,
     UniformSampler,
     aggregate,
-    build_question,
+    build_tfs_question,
     oracle_frame,
     oracle_tp,
     parse_percentage,
@@ -35,16 +35,17 @@ from visa_lib.tfs.video_llm import (
 
 
 def test_question_is_visas_exact_string():
-    q = build_question("which object appears last?")
+    q = build_tfs_question("which object appears last?")
     assert q == (
         "If I want to find 'which object appears last', which percentage mark of the video should I check?\n"
         "             Please choose one answer from "
         "0%, 10%, 20%, 30%, 40%, 50%, 60%, 70%, 80%, 90%, and 100%."
     )
-    assert build_question("the red square").startswith("If I want to find 'the red square', which")
-    assert "??" not in build_question("what??") and "'what?'" in build_question("what??")  # one "?" only
+    assert build_tfs_question("the red square").startswith("If I want to find 'the red square', which")
+    q = build_tfs_question("what??")
+    assert "??" not in q and "'what?'" in q  # one "?" only
     with pytest.raises(ValueError, match="empty"):
-        build_question("  ")
+        build_tfs_question("  ")
 
 
 @pytest.mark.parametrize(

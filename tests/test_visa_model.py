@@ -326,8 +326,8 @@ def test_warmup_answer_names_the_target_objects():
 
 
 def test_object_descriptions_are_regenerated_for_a_generated_split(tmp_path):
+    from visa_lib.data.reasonvos_lite.generator import generate_split
     from visa_lib.data.revos import load_revos
-    from visa_lib.data.synthetic import generate_split
     from visa_lib.train.target_descriptions import generated_object_descriptions
 
     generate_split(tmp_path, "train", seed=3, num_videos=2, progress=False)  # default video lengths

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from visa_lib.xmem.network import aggregate, others_of
+from visa_lib.xmem.network import others_of, soft_aggregate
 from visa_lib.xmem.processing import (
     labels_from_probabilities,
     normalize_frame,
@@ -61,13 +61,13 @@ def test_mask_resize_is_nearest_and_post_is_bilinear():
 
 def test_aggregate_by_hand():
     p = torch.tensor([0.8, 0.5]).view(2, 1, 1)
-    logits, prob = aggregate(p, dim=0)
+    logits, prob = soft_aggregate(p, dim=0)
     raw = torch.tensor([0.2 * 0.5, 0.8, 0.5])
     odds = raw / (1 - raw)
     torch.testing.assert_close(prob.flatten(), odds / odds.sum())
     torch.testing.assert_close(logits.flatten(), odds.log())
     # a one-hot mask is clamped to [1e-7, 1-1e-7] before the logit: finite, and still almost one-hot
-    _, onehot = aggregate(torch.tensor([1.0, 0.0]).view(2, 1, 1), dim=0)
+    _, onehot = soft_aggregate(torch.tensor([1.0, 0.0]).view(2, 1, 1), dim=0)
     assert torch.isfinite(onehot).all() and onehot[1] > 0.999999
 
 

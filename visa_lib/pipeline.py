@@ -29,11 +29,11 @@ from visa_lib.data.sampling import EVAL_MAX_REFERENCES, eval_reference_frames
 from visa_lib.data.video import SplitVideoFrames, VideoFrames
 from visa_lib.model.build import build_visa
 from visa_lib.model.visa import VisaModel
-from visa_lib.propagate import propagate
 from visa_lib.tfs import NUM_ANSWERS, FrameSampler, VideoLLMSampler, aggregate, build_frame_sampler
 from visa_lib.tfs import target_frame as frame_from_tp
 from visa_lib.tfs.video_llm import subsample
 from visa_lib.xmem.inference import XMemTracker
+from visa_lib.xmem.propagate import propagate
 
 #: Frames a non-LLM sampler is shown (the toy video LLM uses its own ``max_frames``).
 SAMPLER_MAX_FRAMES = 64

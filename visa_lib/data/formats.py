@@ -19,8 +19,8 @@ Ref-DAVIS17 (Ref-Youtube-VOS style)::
 
 where ``k`` numbers the expressions in the order: videos sorted by name, then the expression ids of each
 video sorted AS STRINGS ("0", "1", "10", "2", ...) (reference/visa_facts.md §5.1). One object per
-expression. Loading a ``.pkl`` runs Python's unpickler: only load files you trust (``.json`` is preferred
-when both exist).
+expression. A ``.pkl`` is read with :func:`visa_lib.data.safe_pickle.load_pickle`, which admits plain data
+only and never runs code from the file (``.json`` is preferred when both exist).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from visa_lib.data.revos import (
     write_json,
 )
 from visa_lib.data.rle import encode_video_rle
+from visa_lib.data.safe_pickle import load_pickle
 
 META_FILE = "meta_expressions.json"
 
@@ -160,10 +161,9 @@ def load_davis17(root: str | Path, split: str = "valid", check_frames: bool = Fa
     elif pkl_path.is_file():
         mask_path = pkl_path
         try:
-            with open(pkl_path, "rb") as fh:
-                mask_dict = pickle.load(fh)  # noqa: S301 - the dataset's own format; see module docstring
-        except (pickle.UnpicklingError, EOFError, ValueError) as err:
-            raise DatasetFormatError(f"{pkl_path}: not a readable pickle ({err}); re-download it") from None
+            mask_dict = load_pickle(pkl_path)
+        except ValueError as err:  # UnsafePickleError included: nothing from the file ran
+            raise DatasetFormatError(str(err)) from None
         mask_dict = {str(k): v for k, v in mask_dict.items()} if isinstance(mask_dict, dict) else mask_dict
     else:
         raise FileNotFoundError(f"{folder}: neither mask_dict.json nor mask_dict.pkl found")

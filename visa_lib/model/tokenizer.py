@@ -55,7 +55,7 @@ _DIGITS_AND_MARKS: tuple[str, ...] = tuple("0123456789") + ("%", "(", ")", "-", 
 
 def _dataset_words() -> list[str]:
     """Every word a ReasonVOS-lite query can contain (the dataset's bounded vocabulary)."""
-    from visa_lib.data.expressions import vocabulary
+    from visa_lib.data.reasonvos_lite.expressions import vocabulary
 
     return [str(w) for w in vocabulary()]
 

@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from segment_anything.modeling import Sam
 from torch import nn
 
-from visa_lib.merge import spatial_merge
 from visa_lib.model import sam as sam_glue
 from visa_lib.model.configs import VisaConfig
+from visa_lib.model.merge import spatial_merge
 from visa_lib.model.prompts import (
     IGNORE_INDEX,
     IMAGE_TOKEN_INDEX,
@@ -526,19 +526,19 @@ class VisaModel(nn.Module):
 
     # ------------------------------------------------------------------ user-facing inference
     def _clip_inputs(
-        self, reference_frames: np.ndarray | torch.Tensor, target_frame: np.ndarray | torch.Tensor
+        self, reference_frames: np.ndarray | torch.Tensor, target_image: np.ndarray | torch.Tensor
     ) -> tuple[np.ndarray, np.ndarray]:
         refs = _frames_uint8(reference_frames, "reference_frames")
-        target = _frames_uint8(target_frame, "target_frame")
+        target = _frames_uint8(target_image, "target_image")
         if len(target) != 1:
-            raise ValueError(f"target_frame: give one frame [H,W,3], got {len(target)}")
+            raise ValueError(f"target_image: give one frame [H,W,3], got {len(target)}")
         return refs, target[0]
 
     @torch.no_grad()
     def segment(
         self,
         reference_frames: np.ndarray | torch.Tensor,
-        target_frame: np.ndarray | torch.Tensor,
+        target_image: np.ndarray | torch.Tensor,
         expressions: str | Sequence[str],
         normalize: bool = True,
     ) -> torch.Tensor:
@@ -549,13 +549,13 @@ class VisaModel(nn.Module):
 
         Arguments:
           reference_frames (uint8 [T,H,W,3]): reference frames, in time order.
-          target_frame (uint8 [H,W,3]): the frame to segment (SAM decodes this one).
+          target_image (uint8 [H,W,3]): the frame to segment (SAM decodes this one).
           expressions (str | Sequence[str]): the queries.
           normalize (bool): lower-case and collapse whitespace like VISA's evaluation.
         Returns:
           float32 ``[N,H,W]`` logits; ``> 0`` is the mask.
         """
-        refs, target = self._clip_inputs(reference_frames, target_frame)
+        refs, target = self._clip_inputs(reference_frames, target_image)
         if isinstance(expressions, str):
             expressions = [expressions]
         if normalize:
@@ -571,7 +571,7 @@ class VisaModel(nn.Module):
     def generate(
         self,
         reference_frames: np.ndarray | torch.Tensor,
-        target_frame: np.ndarray | torch.Tensor,
+        target_image: np.ndarray | torch.Tensor,
         expression: str,
         max_new_tokens: int = 16,
         do_sample: bool = False,
@@ -580,7 +580,7 @@ class VisaModel(nn.Module):
         """Chat-style use: let the LLM write its answer; decode masks for any ``[SEG]`` it writes.
 
         Arguments:
-          reference_frames (uint8 [T,H,W,3]), target_frame (uint8 [H,W,3]): the clip.
+          reference_frames (uint8 [T,H,W,3]), target_image (uint8 [H,W,3]): the clip.
           expression (str): the query, put into VISA's question template.
           max_new_tokens (int): answer length limit.
           do_sample (bool): sample (True) or greedy decoding (False).
@@ -588,7 +588,7 @@ class VisaModel(nn.Module):
         Returns:
           GenerationResult: text, new token ids, and ``[M,H,W]`` logits if ``[SEG]`` was generated.
         """
-        refs, target = self._clip_inputs(reference_frames, target_frame)
+        refs, target = self._clip_inputs(reference_frames, target_image)
         image_tokens = self.encode_images(np.concatenate([refs, target[None]]))
         conv = self.tokenize(expression, len(refs), with_answer=False)
         inputs = self.embed_multimodal(conv.input_ids, image_tokens, conv.attention_mask)

@@ -43,7 +43,7 @@ PERCENT_PATTERNS: tuple[tuple[str, float], ...] = (
 )
 
 
-def build_question(expression: str) -> str:
+def build_tfs_question(expression: str) -> str:
     """The TFS question for one expression (one trailing "?" removed first).
 
     Arguments:
@@ -53,7 +53,7 @@ def build_question(expression: str) -> str:
         str: the exact question VISA's client sends.
     """
     if not expression or not expression.strip():
-        raise ValueError("build_question: the expression is empty; pass the query text")
+        raise ValueError("build_tfs_question: the expression is empty; pass the query text")
     if expression.endswith("?"):
         expression = expression[:-1]
     return QUESTION_TEMPLATE.format(exp=expression)

@@ -41,7 +41,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from visa_lib.model.prompts import IMAGE_TOKEN, IMAGE_TOKEN_INDEX
 from visa_lib.model.vision import VisionTower, build_vision_tower
 from visa_lib.paths import TOY_WEIGHTS
-from visa_lib.tfs.answers import NUM_ANSWERS, build_question
+from visa_lib.tfs.answers import NUM_ANSWERS, build_tfs_question
 from visa_lib.tfs.samplers import FrameSampler
 
 #: Default location of the toy sampler's weights (metadata: config and tokenizer vocabulary).
@@ -67,7 +67,7 @@ def build_tfs_prompt(expression: str, answer: str | None = None) -> str:
         answer (str | None): e.g. ``"40%"`` for training; None leaves the assistant turn open.
     """
     movie = f"{MOVIE_INTRO}{IMAGE_TOKEN}{MOVIE_END}"
-    prompt = f"{VICUNA_SYSTEM} USER: {movie}\n{build_question(expression)} ASSISTANT:"
+    prompt = f"{VICUNA_SYSTEM} USER: {movie}\n{build_tfs_question(expression)} ASSISTANT:"
     return prompt if answer is None else f"{prompt} {answer}</s>"
 
 

@@ -95,7 +95,7 @@ def training_sample(
     target = cache.tokens(clip.target_video, [clip.target_frame])
     return VisaSample(
         reference_frames=None,  # the frozen features are cached instead
-        target_frame=None,
+        target_image=None,
         expressions=expressions,
         gt_masks=gt,
         question_index=questions,
@@ -148,7 +148,7 @@ def draw_warmup_sample(
         ]
     return VisaSample(
         reference_frames=None,
-        target_frame=None,
+        target_image=None,
         expressions=expressions,
         gt_masks=np.zeros((0, meta.height, meta.width), dtype=bool),
         question_index=questions,

@@ -19,7 +19,7 @@ class VisaSample:
     Attributes:
       reference_frames (uint8 [T,H,W,3] | None): reference frames in time order (None when
         ``image_tokens`` and ``sam_image`` are given).
-      target_frame (uint8 [H,W,3] | None): the frame whose masks are supervised (idem).
+      target_image (uint8 [H,W,3] | None): the frame whose masks are supervised (idem).
       expressions (list[str]): N queries.
       gt_masks (bool [N,H,W]): ground truth at the target frame (all zero for an absent object).
       question_index (list[int]), answer_index (list[int]): template choices (VISA draws them at random).
@@ -30,7 +30,7 @@ class VisaSample:
     """
 
     reference_frames: np.ndarray | None
-    target_frame: np.ndarray | None
+    target_image: np.ndarray | None
     expressions: list[str]
     gt_masks: np.ndarray | torch.Tensor
     question_index: list[int] = field(default_factory=list)
@@ -52,13 +52,13 @@ def sample_forward(model: VisaModel, sample: VisaSample) -> tuple[VisaLoss, Visa
     n = len(sample.expressions)
     tokens, sam_image = sample.image_tokens, sample.sam_image
     if (tokens is None or sam_image is None) and (
-        sample.reference_frames is None or sample.target_frame is None
+        sample.reference_frames is None or sample.target_image is None
     ):
         raise ValueError("VisaSample: give the frames, or both image_tokens and sam_image")
     if tokens is None:
-        tokens = model.encode_images(np.concatenate([sample.reference_frames, sample.target_frame[None]]))
+        tokens = model.encode_images(np.concatenate([sample.reference_frames, sample.target_image[None]]))
     if sam_image is None:
-        sam_image = model.encode_sam_image(sample.target_frame)
+        sam_image = model.encode_sam_image(sample.target_image)
     conv = model.tokenize(
         sample.expressions,
         tokens.shape[0] - 1,  # every image but the last (the target) is a reference

@@ -37,7 +37,7 @@ def generated_object_descriptions(
       ValueError: when the regenerated videos do not match the split's names (not generated with
         ``seed``, or a different generator version) -- then pass descriptions another way.
     """
-    from visa_lib.data.synthetic import make_video, video_rng
+    from visa_lib.data.reasonvos_lite.generator import make_video, video_rng
 
     out: dict[str, list[str]] = {}
     for v, name in enumerate(tqdm(list(split.videos), desc="object descriptions", disable=not progress)):

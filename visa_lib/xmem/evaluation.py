@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 from visa_lib.data.revos import RevosSplit
 from visa_lib.data.video import SplitVideoFrames
 from visa_lib.metrics import f_measure, jaccard
-from visa_lib.propagate import propagate
 from visa_lib.xmem.inference import XMemTracker
+from visa_lib.xmem.propagate import propagate
 
 
 @dataclass

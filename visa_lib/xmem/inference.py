@@ -15,7 +15,7 @@ from torch import Tensor
 from visa_lib.paths import TOY_WEIGHTS
 from visa_lib.xmem.config import MemoryConfig
 from visa_lib.xmem.memory import MemoryManager
-from visa_lib.xmem.network import XMem, aggregate
+from visa_lib.xmem.network import XMem, soft_aggregate
 from visa_lib.xmem.processing import pad_divide_by, unpad
 
 #: File name of the shipped toy weights (written by scripts/train_toy_xmem.py).
@@ -86,7 +86,7 @@ class InferenceCore:
 
         if mask is not None:
             mask, _ = pad_divide_by(mask.float())
-            _, prob_with_bg = aggregate(mask, dim=0)
+            _, prob_with_bg = soft_aggregate(mask, dim=0)
             self.num_objects = mask.shape[0]
             self.memory.create_hidden_state(self.num_objects, key)
 
@@ -109,7 +109,7 @@ class InferenceCore:
 
 
 class XMemTracker:
-    """An XMem network with its memory settings; :func:`visa_lib.propagate.propagate` takes one.
+    """An XMem network with its memory settings; :func:`visa_lib.xmem.propagate.propagate` takes one.
 
     Args:
         network (XMem): the network (put in eval mode here).

@@ -17,11 +17,11 @@ from visa_lib.xmem.config import XMemConfig
 from visa_lib.xmem.decoder import Decoder
 from visa_lib.xmem.encoders import KeyEncoder, KeyProjection, ValueEncoder
 
-#: Probabilities are clamped to [EPS, 1 - EPS] before the logit in :func:`aggregate` (XMem's value).
+#: Probabilities are clamped to [EPS, 1 - EPS] before the logit in :func:`soft_aggregate` (XMem's value).
 AGGREGATE_EPS = 1e-7
 
 
-def aggregate(prob: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+def soft_aggregate(prob: Tensor, dim: int) -> tuple[Tensor, Tensor]:
     """Turn independent per-object probabilities into a softmax over {background, objects}.
 
     ``p' = clamp([prod_i (1 - p_i), p_1, ..., p_n], eps, 1 - eps)``, ``logits = log(p' / (1 - p'))``,
@@ -131,7 +131,7 @@ class XMem(nn.Module):
             (hidden, logits ``[B, N+1, H, W]``, prob ``[B, N+1, H, W]`` or ``[B, N, H, W]`` if strip_bg).
         """
         hidden, logits = self.decoder(*features, hidden, readout, h_out=h_out)
-        logits, prob = aggregate(torch.sigmoid(logits), dim=1)
+        logits, prob = soft_aggregate(torch.sigmoid(logits), dim=1)
         if strip_bg:
             prob = prob[:, 1:]
         return hidden, logits, prob

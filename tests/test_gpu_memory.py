@@ -7,7 +7,7 @@ from transformers import CLIPVisionModel, LlamaForCausalLM
 
 from visa_lib.model.build import build_visa
 from visa_lib.model.configs import get_config
-from visa_lib.model.memory import (
+from visa_lib.model.gpu_memory import (
     NF4_BYTES,
     clip_vision_parameter_count,
     lora_parameter_count,

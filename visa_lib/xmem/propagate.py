@@ -67,25 +67,63 @@ def _check_frame(frame: Any, index: int, shape: tuple[int, int]) -> np.ndarray:
     return f
 
 
-def _run_pass(
+def track(
+    frames: np.ndarray | Sequence[np.ndarray] | Iterable[np.ndarray],
+    mask: np.ndarray,
+    start: int,
     tracker: XMemTracker,
-    frames: Iterator[tuple[int, Any]],
-    length: int,
-    planes: np.ndarray,
-    size: int,
-    bar: tqdm,
+    reverse: bool = False,
+    size: int | None = None,
+    session: InferenceCore | None = None,
 ) -> Iterator[tuple[int, torch.Tensor]]:
-    """One fresh XMem run: yields ``(frame index, probabilities [K+1, H, W])`` in processing order."""
+    """One fresh XMem run from frame ``start``, one frame at a time (SAM 2's ``propagate_in_video``).
+
+    Args:
+        frames: uint8 ``[T, H, W, 3]``, a sequence of uint8 ``[H, W, 3]`` frames (read lazily), or, with
+            ``reverse=False``, an iterator of frames (frames before ``start`` are skipped).
+        mask: bool ``[H, W]`` (one object) or bool ``[K, H, W]`` (K objects tracked jointly) on ``start``.
+        start (int): the annotated frame (non-negative).
+        tracker (XMemTracker): network + memory settings.
+        reverse (bool): walk ``start, start-1, ..., 0`` instead of ``start, ..., T-1``.
+        size (int | None): shorter side XMem works at (default ``tracker.memory.size``; -1 = native).
+        session (InferenceCore | None): a session to run in (e.g. to read its ``history`` afterwards);
+            default a fresh one.
+
+    Yields:
+        ``(frame index, probabilities float32 [K+1, H, W])`` in processing order; channel 0 is the
+        background, so ``probabilities.argmax(0) == k + 1`` is object k's mask.
+    """
+    planes = np.asarray(mask)
+    planes = planes[None] if planes.ndim == 2 else planes
+    if planes.dtype != bool or planes.ndim != 3:
+        raise TypeError(f"track: mask must be bool [H, W] or [K, H, W], got {planes.dtype} {planes.shape}")
+    if start < 0:
+        raise ValueError(f"track: start must be >= 0, got {start}")
+    size = tracker.memory.size if size is None else int(size)
+    if hasattr(frames, "__len__") and hasattr(frames, "__getitem__"):
+        num_frames = len(frames)  # type: ignore[arg-type]
+        if start >= num_frames:
+            raise ValueError(f"track: start={start} is out of range for a video of {num_frames} frames")
+        order = range(start, -1, -1) if reverse else range(start, num_frames)
+        items: Iterator[tuple[int, Any]] = ((i, frames[i]) for i in order)  # type: ignore[index]
+        length = len(order)
+    elif reverse:
+        raise TypeError("track: frames without len()/indexing can only be walked forwards")
+    else:
+        # Unknown length: the last frame cannot be flagged as such. That only decides whether it is
+        # memorised, which no later frame can read, so the masks are the same.
+        items = ((i, f) for i, f in enumerate(frames) if i >= start)
+        length = -1
     cfg = tracker.memory if size == tracker.memory.size else tracker.memory.with_(size=size)
-    session = InferenceCore(tracker.network, cfg, num_frames=length)
+    if session is None:
+        session = InferenceCore(tracker.network, cfg, num_frames=length if length > 0 else None)
     shape = planes.shape[1:]
-    for n, (index, frame) in enumerate(frames):
+    for n, (index, frame) in enumerate(items):
         image = normalize_frame(_check_frame(frame, index, shape), size).to(tracker.device)
         given = None
         if n == 0:
             given = resize_mask(torch.from_numpy(planes).float(), tuple(image.shape[-2:])).to(tracker.device)
         prob = session.step(image, given, end=(n == length - 1))
-        bar.update(1)
         yield index, postprocess_probabilities(prob, shape).float().cpu()
 
 
@@ -157,26 +195,14 @@ def propagate(
 
     outputs: dict[int, torch.Tensor] = {}
     if not empty:
-        passes: list[tuple[Iterator[tuple[int, Any]], int]] = []
-        if indexable:
-            seq = frames
-            if direction in ("forward", "both"):
-                idx = range(start, num_frames)  # type: ignore[arg-type]
-                passes.append((((i, seq[i]) for i in idx), len(idx)))  # type: ignore[index]
-            if direction in ("backward", "both"):
-                idx = range(start, -1, -1)
-                passes.append((((i, seq[i]) for i in idx), len(idx)))  # type: ignore[index]
-            total = sum(n for _, n in passes)
-        else:
-            # Unknown length: the last frame cannot be flagged as such. That only decides whether it is
-            # memorised, which no later frame can read, so the masks are the same.
-            passes.append((((i, f) for i, f in enumerate(frames) if i >= start), -1))  # type: ignore[arg-type]
-            total = None
+        runs = {"forward": [False], "backward": [True], "both": [False, True]}[direction]
+        total = None if num_frames is None else sum(start + 1 if r else num_frames - start for r in runs)
         with tqdm(total=total, desc=f"XMem {direction}", disable=not progress, leave=False) as bar:
-            for it, length in passes:
-                for index, prob in _run_pass(tracker, it, length, planes, size, bar):
+            for reverse in runs:
+                for index, prob in track(frames, planes, start, tracker, reverse=reverse, size=size):
                     # The start frame comes out of both passes identically; keep the first.
                     outputs.setdefault(index, prob)
+                    bar.update(1)
         if num_frames is None:
             num_frames = max(outputs) + 1 if outputs else 0
             if start >= num_frames:

@@ -19,7 +19,7 @@ differently is dropped (see :func:`candidate_expressions`).
 
 Command line (deterministic from the seed)::
 
-    python -m visa_lib.data.synthetic --out DIR --split train --seed 0 --videos 48
+    python -m visa_lib.data.reasonvos_lite --out DIR --split train --seed 0 --videos 48
 
 In memory (for trainers that want fresh clips without disk I/O)::
 
@@ -38,8 +38,8 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from visa_lib.data import sprites as sp
-from visa_lib.data.expressions import (
+from visa_lib.data.reasonvos_lite import sprites as sp
+from visa_lib.data.reasonvos_lite.expressions import (
     HEIGHT,
     WIDTH,
     ObjectInfo,
@@ -406,7 +406,7 @@ def generate_split(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: ``python -m visa_lib.data.synthetic --out DIR --split NAME --seed S --videos K``."""
+    """Command line: ``python -m visa_lib.data.reasonvos_lite --out DIR --split NAME --seed S --videos K``."""
     parser = argparse.ArgumentParser(description="Write a ReasonVOS-lite split (synthetic, ReVOS format).")
     parser.add_argument("--out", required=True, type=Path, help="dataset root (shared by all splits)")
     parser.add_argument("--split", required=True, help="split name, e.g. train or valid")
@@ -422,6 +422,3 @@ def main(argv: Sequence[str] | None = None) -> None:
                           args.jpeg_quality, args.moving_background_prob, progress=not args.no_progress)
     print(f"wrote {path}")
 
-
-if __name__ == "__main__":
-    main()

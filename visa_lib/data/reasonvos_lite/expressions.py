@@ -2,7 +2,7 @@
 
 An expression is kept only when it picks exactly its intended object(s): every candidate text is
 resolved against *all* objects of the video, and a text that two constructions would resolve
-differently is dropped (see :func:`candidate_expressions`). :mod:`visa_lib.data.synthetic` renders
+differently is dropped (see :func:`candidate_expressions`). :mod:`.generator` renders
 the videos and calls this module to describe them.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from visa_lib.data import sprites as sp
+from visa_lib.data.reasonvos_lite import sprites as sp
 
 HEIGHT, WIDTH = 240, 320
 
