@@ -189,7 +189,9 @@ class LlamaSentencePieceTokenizer:
             config["pad_token"] = None
         files = [model, folder / "tokenizer_config.json", folder / "special_tokens_map.json"]
         files[1].write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        # special_tokens_map.json spells the tokens without the "__type" marker
         special_map = {k: _added_token_entry(v) for k, v in specials.items()}
+        special_map = {k: {f: x for f, x in v.items() if f != "__type"} for k, v in special_map.items()}
         files[2].write_text(json.dumps(special_map, indent=2) + "\n")
         if self.added_tokens_encoder:
             files.append(folder / "added_tokens.json")
