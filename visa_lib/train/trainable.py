@@ -69,7 +69,7 @@ def prepare_for_training(
     model.sam.mask_decoder.requires_grad_(True)
     model.seg_head.requires_grad_(True)
     model.projector.requires_grad_(train_projector)
-    if model.causal_lm.is_gradient_checkpointing:
+    if any(getattr(m, "gradient_checkpointing", False) is True for m in model.causal_lm.modules()):
         # Checkpointed blocks need an input that requires grad, else no gradient reaches the adapters.
         model.causal_lm.enable_input_require_grads()
     model.train()
