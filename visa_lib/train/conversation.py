@@ -1,0 +1,116 @@
+"""Free multi-round conversations (instruction data) in VISA's ``llava_v1`` template, tokenized with labels.
+
+The VISA question templates (``visa_lib.model.prompts``) cover segmentation samples. Instruction data
+(LLaVA, Chat-UniVi) brings its own questions and answers, possibly over several rounds::
+
+    {SYSTEM} USER: (0)<image>\\n{q1} ASSISTANT: {a1}</s>USER: {q2} ASSISTANT: {a2}</s>
+
+As in VISA, the loss falls on every answer and its ``</s>``; the system message, the questions and the
+image slots carry ``IGNORE_INDEX``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from visa_lib.model.prompts import (
+    ASSISTANT_ROLE,
+    IGNORE_INDEX,
+    IMAGE_TOKEN,
+    IMAGE_TOKEN_INDEX,
+    SEP,
+    SEP2,
+    USER_ROLE,
+    build_conversation,
+)
+from visa_lib.model.tokenizer import tokenize_prompt
+from visa_lib.model.visa import Conversations
+
+
+def image_slots(num_images: int) -> str:
+    """``"(0)<image>, (1)<image>, ..."`` for ``num_images`` frames (empty for none), as VISA numbers them."""
+    return ", ".join(f"({i}){IMAGE_TOKEN}" for i in range(num_images))
+
+
+def instruction_prompt(turns: Sequence[tuple[str, str]], num_images: int) -> str:
+    """The ``llava_v1`` text of a multi-round conversation; the image slots open the first question.
+
+    Arguments:
+      turns (Sequence[tuple[str, str]]): ``(question, answer)`` rounds, without placeholders.
+      num_images (int): image slots before the first question (one per image or video frame).
+    Returns:
+      str: the prompt with ``num_images`` ``<image>`` placeholders and every answer closed by ``</s>``.
+    """
+    if not turns:
+        raise ValueError("instruction_prompt: give at least one (question, answer) round")
+    first_question, first_answer = turns[0]
+    if num_images:
+        first_question = image_slots(num_images) + "\n" + first_question
+    text = build_conversation(first_question, first_answer)
+    for question, answer in turns[1:]:
+        text += USER_ROLE + ": " + question + SEP + ASSISTANT_ROLE + ": " + answer + SEP2
+    return text
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def conversation_labels(tokenizer, prompt: str) -> tuple[list[int], list[int]]:
+    """Input ids and labels with the loss on every assistant answer (and its ``</s>``) of ``prompt``.
+
+    Each answer's token span is found by tokenizing the prompt up to the answer's start and end and
+    taking the common prefix with the full tokenization (exact for sentencepiece and the toy tokenizer).
+
+    Arguments:
+      tokenizer: the model's tokenizer.
+      prompt (str): from :func:`instruction_prompt` (or ``build_prompt``).
+    Returns:
+      tuple[list[int], list[int]]: ``(input_ids, labels)`` of equal length.
+    """
+    ids = tokenize_prompt(tokenizer, prompt)
+    labels = [IGNORE_INDEX] * len(ids)
+    marker = SEP + ASSISTANT_ROLE + ":"
+    start = prompt.find(marker)
+    if start < 0:
+        raise ValueError(f"conversation_labels: prompt has no {marker!r} turn: {prompt[:80]!r}...")
+    while start >= 0:
+        answer_start = start + len(marker)
+        end = prompt.find(SEP2, answer_start)
+        answer_end = len(prompt) if end < 0 else end + len(SEP2)
+        first = _common_prefix(tokenize_prompt(tokenizer, prompt[:answer_start]), ids)
+        last = _common_prefix(tokenize_prompt(tokenizer, prompt[:answer_end]), ids)
+        if answer_end == len(prompt):
+            last = len(ids)
+        labels[first:last] = ids[first:last]
+        start = prompt.find(marker, answer_end)
+    labels = [IGNORE_INDEX if t == IMAGE_TOKEN_INDEX else t for t in labels]
+    return ids, labels
+
+
+def tokenize_conversations(tokenizer, prompts: Sequence[str]) -> Conversations:
+    """Tokenize ready-made prompts with :func:`conversation_labels`, right-padded with the pad id.
+
+    Arguments:
+      tokenizer: the model's tokenizer.
+      prompts (Sequence[str]): N full conversations.
+    Returns:
+      Conversations: ids ``[N,L]``, attention ``[N,L]``, labels ``[N,L]``.
+    """
+    if not prompts:
+        raise ValueError("tokenize_conversations: give at least one prompt")
+    rows = [conversation_labels(tokenizer, p) for p in prompts]
+    length = max(len(ids) for ids, _ in rows)
+    input_ids = torch.full((len(rows), length), tokenizer.pad_token_id, dtype=torch.long)
+    labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
+    attention = torch.zeros((len(rows), length), dtype=torch.bool)
+    for i, (ids, row_labels) in enumerate(rows):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        labels[i, : len(ids)] = torch.tensor(row_labels)
+        attention[i, : len(ids)] = True
+    return Conversations(input_ids, attention, labels, list(prompts))
