@@ -94,6 +94,24 @@ def _fill_unknown_sizes(split: RevosSplit) -> None:
             ) from None
 
 
+def _split_of(
+    folder: Path,
+    split: str,
+    videos: dict[str, VideoMeta],
+    mask_dict: Any,
+    meta_path: Path,
+    mask_path: Path,
+    check_frames: bool,
+) -> RevosSplit:
+    """Validate the masks against the meta file and wrap both in a :class:`RevosSplit`."""
+    validate_masks(videos, mask_dict, meta_path, mask_path)
+    result = RevosSplit(folder, split, videos, mask_dict, None, meta_path, mask_path, folder / FRAME_DIR)
+    _fill_unknown_sizes(result)
+    if check_frames:
+        result.check_frames()
+    return result
+
+
 def _load_mevis_layout(root: str | Path, split: str, check_frames: bool, missing_hint: str) -> RevosSplit:
     meta_path, folder = _split_dir(Path(root), split)
     videos = parse_meta(read_json(meta_path), meta_path, require_type=False, require_size=False)
@@ -101,12 +119,7 @@ def _load_mevis_layout(root: str | Path, split: str, check_frames: bool, missing
     if not mask_path.is_file():
         raise FileNotFoundError(f"{mask_path}: file not found; {missing_hint}")
     mask_dict = read_json(mask_path)
-    validate_masks(videos, mask_dict, meta_path, mask_path)
-    result = RevosSplit(folder, split, videos, mask_dict, None, meta_path, mask_path, folder / FRAME_DIR)
-    _fill_unknown_sizes(result)
-    if check_frames:
-        result.check_frames()
-    return result
+    return _split_of(folder, split, videos, mask_dict, meta_path, mask_path, check_frames)
 
 
 def load_mevis(root: str | Path, split: str = "valid_u", check_frames: bool = False) -> RevosSplit:
@@ -194,12 +207,7 @@ def _load_ytvos_layout(root: str | Path, split: str, check_frames: bool) -> Revo
         mask_dict = {str(k): v for k, v in mask_dict.items()} if isinstance(mask_dict, dict) else mask_dict
     else:
         raise FileNotFoundError(f"{folder}: neither mask_dict.json nor mask_dict.pkl found")
-    validate_masks(videos, mask_dict, meta_path, mask_path)
-    result = RevosSplit(folder, split, videos, mask_dict, None, meta_path, mask_path, folder / FRAME_DIR)
-    _fill_unknown_sizes(result)
-    if check_frames:
-        result.check_frames()
-    return result
+    return _split_of(folder, split, videos, mask_dict, meta_path, mask_path, check_frames)
 
 
 def load_davis17(root: str | Path, split: str = "valid", check_frames: bool = False) -> RevosSplit:

@@ -1,0 +1,198 @@
+"""VISA's sample construction per data family and the weighted, worker-safe mixture."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from dataset_fixtures import write_instruction_json, write_lvvis, write_reasonseg, write_refer
+
+from visa_lib.data.instruction import InstructionDataset
+from visa_lib.data.revos import load_revos
+from visa_lib.model.prompts import ANSWER_LIST, IGNORE_INDEX, IMAGE_TOKEN, question_templates
+from visa_lib.model.tokenizer import build_toy_tokenizer
+from visa_lib.paths import REASONVOS_LITE
+from visa_lib.train.conversation import conversation_labels, instruction_prompt
+from visa_lib.train.mixture import (
+    VISA_FAMILY_RATES,
+    VISA_RVOS_RATES,
+    VisaMixture,
+    build_source,
+    data_loader,
+    default_mixture,
+    family_rates,
+)
+from visa_lib.train.sources import InstructionSource, VideoSource
+
+
+@pytest.fixture(scope="module")
+def lite():
+    return load_revos(REASONVOS_LITE, "train")
+
+
+def _matching_reference(sample) -> int:
+    """Index of the reference frame identical to the target image (-1 if none)."""
+    same = [
+        k for k, frame in enumerate(sample.reference_frames) if np.array_equal(frame, sample.target_image)
+    ]
+    return same[0] if same else -1
+
+
+def test_video_sample_follows_visa(lite):
+    source = VideoSource("lite", lite, negative_prob=0.0)
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        sample = source.draw(rng)
+        refs = sample.reference_frames
+        assert 8 <= len(refs) <= 12 and refs.dtype == np.uint8
+        assert 1 <= len(sample.expressions) <= 3
+        assert sample.gt_masks.shape == (len(sample.expressions), *refs.shape[1:3])
+        assert _matching_reference(sample) >= 0  # the target frame is one of the references
+        for text, q, a in zip(sample.expressions, sample.question_index, sample.answer_index, strict=True):
+            assert 0 <= q < len(question_templates(text)) and 0 <= a < len(ANSWER_LIST)
+        # replay the draw to know the clip, then check the masks against the dataset
+        from visa_lib.data.sampling import sample_training_clip
+
+        clip = sample_training_clip(lite.videos, np.random.default_rng(seed), negative_prob=0.0)
+        t = clip.target_frame
+        for k, exp_id in enumerate(clip.expression_ids):
+            expected = lite.gt_masks(clip.video, exp_id, frames=slice(t, t + 1))[0] > 0
+            np.testing.assert_array_equal(sample.gt_masks[k], expected)
+        np.testing.assert_array_equal(sample.target_image, lite.read_frame(clip.video, t))
+
+
+def test_negative_video_sample_has_empty_masks_and_a_foreign_target(lite):
+    source = VideoSource("lite", lite, negative_prob=1.0)
+    sample = source.draw(np.random.default_rng(3))
+    assert not sample.gt_masks.any()
+    assert _matching_reference(sample) == -1
+    assert sample.target_image.shape == sample.reference_frames.shape[1:]
+
+
+def test_negative_target_of_another_size_is_resized(tmp_path):
+    write_lvvis(tmp_path)  # two videos of different sizes
+    source = build_source({"name": "lvvis", "format": "lvvis", "root": tmp_path, "negative_prob": 1.0})
+    sample = source.draw(np.random.default_rng(0))
+    assert sample.target_image.shape == sample.reference_frames.shape[1:]
+    assert sample.gt_masks.shape[1:] == sample.reference_frames.shape[1:3] and not sample.gt_masks.any()
+    assert sample.expressions[0] in ("the running cat", "traffic light")
+
+
+def test_image_sources_use_the_image_as_reference_and_target(tmp_path):
+    expected = write_reasonseg(tmp_path / "ReasonSeg")
+    reason = build_source({"name": "reason_seg", "format": "reasonseg", "root": tmp_path / "ReasonSeg"})
+    masks = write_refer(tmp_path / "refer_seg")
+    refer = build_source({"name": "refcoco", "format": "refcoco", "root": tmp_path / "refer_seg"})
+    for seed in range(8):
+        sample = reason.draw(np.random.default_rng(seed))
+        assert len(sample.reference_frames) == 1
+        np.testing.assert_array_equal(sample.reference_frames[0], sample.target_image)
+        name = "img_a" if sample.target_image.shape[:2] == (20, 30) else "img_b"
+        assert set(sample.expressions) <= set(expected[name]["texts"])
+        for mask in sample.gt_masks:
+            np.testing.assert_array_equal(mask, expected[name]["label"] == 1)
+        sample = refer.draw(np.random.default_rng(seed))
+        by_text = {"man on the left": 11, "brown dog": 12, "dog lying down": 12, "crowd in the back": 13}
+        assert len(sample.expressions) == len(set(sample.expressions)) <= 3
+        for text, mask in zip(sample.expressions, sample.gt_masks, strict=True):
+            np.testing.assert_array_equal(mask, masks[by_text[text]])
+
+
+def test_instruction_source_prompts_slots_and_labels(tmp_path):
+    data = InstructionDataset(write_instruction_json(tmp_path), image_root=tmp_path / "images")
+    source = InstructionSource("llava", data)
+    seen = set()
+    for seed in range(12):
+        sample = source.draw(np.random.default_rng(seed))
+        frames = len(sample.reference_frames) + 1
+        assert sample.prompts[0].count(IMAGE_TOKEN) == frames
+        assert sample.gt_masks.shape == (0, *sample.target_image.shape[:2])
+        assert sample.reference_frames.shape[1:] == sample.target_image.shape  # one size per sample
+        seen.add(frames)
+        if "Where is it?" in sample.prompts[0]:
+            assert sample.prompts[0].endswith(
+                "ASSISTANT: A red square.</s>USER: Where is it? ASSISTANT: On the left.</s>"
+            )
+    assert 1 in seen and 2 in seen and any(8 <= f <= 12 for f in seen)  # image, two images, video frames
+
+
+def test_conversation_labels_cover_every_answer():
+    tokenizer = build_toy_tokenizer(extra_words=["where", "brighter"])
+    prompt = instruction_prompt(
+        [("what is in the image?", "it is red square."), ("where is it?", "on the left.")], 2
+    )
+    assert prompt.count(IMAGE_TOKEN) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ids, labels = conversation_labels(tokenizer, prompt)
+    assert len(ids) == len(labels)
+    learned = tokenizer.decode([t for t in labels if t != IGNORE_INDEX])
+    assert learned.replace(" ", "") == "itisredsquare.</s>ontheleft.</s>"
+
+
+def test_instruction_sample_runs_through_the_model(tmp_path):
+    from test_visa_model import build_tiny_visa
+
+    from visa_lib.train.step import sample_forward
+
+    data = InstructionDataset(write_instruction_json(tmp_path), image_root=tmp_path / "images")
+    sample = InstructionSource("llava", data).draw(np.random.default_rng(1))
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # words outside the toy vocabulary become <unk>
+        loss, out = sample_forward(build_tiny_visa(), sample)
+    assert out.mask_logits.shape[0] == 0 and torch.isfinite(loss.ce) and loss.ce > 0
+
+
+def test_mixture_rates_and_config_errors(tmp_path):
+    write_lvvis(tmp_path / "lvvis")
+    specs = [
+        {"name": "lite", "format": "revos", "root": REASONVOS_LITE, "rate": 3},
+        {"name": "lvvis", "format": "lvvis", "root": tmp_path / "lvvis", "rate": 1},
+    ]
+    mixture = VisaMixture.from_config({"sources": specs, "samples_per_epoch": 4000, "seed": 5})
+    np.testing.assert_allclose(mixture.probabilities, [0.75, 0.25])
+    picks = np.array([mixture.source_index(i) for i in range(4000)])
+    assert abs((picks == 1).mean() - 0.25) < 0.03
+    assert mixture[7].source == mixture.sources[mixture.source_index(7)].name
+    with pytest.raises(ValueError, match="unknown format 'coco'"):
+        build_source({"name": "x", "format": "coco", "root": tmp_path})
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['frames'\]"):
+        build_source({"format": "lvvis", "root": tmp_path / "lvvis", "frames": 3})
+    with pytest.raises(ValueError, match="rates must be >= 0"):
+        VisaMixture(mixture.sources, [0, 0], 10)
+    with pytest.raises(ValueError, match="unknown key"):
+        VisaMixture.from_config({"sources": specs, "epochs": 2})
+
+
+def test_visa_rates_flatten_two_levels():
+    rates = family_rates(VISA_FAMILY_RATES, VISA_RVOS_RATES, "rvos")
+    assert sum(rates.values()) == pytest.approx(12 / 32)
+    assert rates["refytvos"] == pytest.approx(12 / 32 * 15000 / 25400)
+
+
+def _fingerprint(batches) -> list[tuple]:
+    return [
+        (
+            s.source,
+            tuple(s.expressions),
+            s.reference_frames.shape,
+            int(s.target_image.sum()),
+            int(s.gt_masks.sum()),
+        )
+        for batch in batches
+        for s in batch
+    ]
+
+
+def test_loading_in_two_workers_is_deterministic():
+    mixture = default_mixture(samples_per_epoch=6, seed=11)
+    in_process = _fingerprint(data_loader(mixture, batch_size=2, num_workers=0))
+    workers = _fingerprint(data_loader(mixture, batch_size=2, num_workers=2))
+    assert workers == in_process and len(workers) == 6
+    assert _fingerprint(data_loader(default_mixture(6, seed=11), batch_size=3, num_workers=2)) == in_process
+    assert _fingerprint(data_loader(default_mixture(6, seed=12), batch_size=2)) != in_process
+    mixture.set_epoch(1)
+    assert _fingerprint(data_loader(mixture, batch_size=2)) != in_process
