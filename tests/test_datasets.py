@@ -16,7 +16,7 @@ from dataset_fixtures import (
     write_refytvos_published,
 )
 
-from visa_lib.data.formats import load_lvvis, load_mevis, load_refytvos, write_mevis_split
+from visa_lib.data.formats import load_davis17, load_lvvis, load_mevis, load_refytvos, write_mevis_split
 from visa_lib.data.image_datasets import ReasonSegDataset, ReferSegDataset
 from visa_lib.data.instruction import InstructionDataset
 from visa_lib.data.revos import DatasetFormatError
@@ -57,10 +57,11 @@ def test_lvvis_reads_mevis_layout_and_spaces_category_names(tmp_path):
         load_lvvis(tmp_path)
 
 
-def test_refytvos_published_layout_with_pickled_masks(tmp_path):
+@pytest.mark.parametrize("load", [load_refytvos, load_davis17])
+def test_refytvos_and_davis17_published_layout_with_pickled_masks(tmp_path, load):
     write_refytvos_published(tmp_path)
     assert (tmp_path / "meta_expressions" / "train" / "meta_expressions.json").is_file()
-    split = load_refytvos(tmp_path, "train")
+    split = load(tmp_path, "train")
     _, masks, _ = two_videos()
     # sorted video names: "cat_run" is expression 0, "traffic_light" expression 1
     assert split.videos["traffic_light"].expressions["0"].anno_ids == [1]

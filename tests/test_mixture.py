@@ -196,3 +196,13 @@ def test_loading_in_two_workers_is_deterministic():
     assert _fingerprint(data_loader(default_mixture(6, seed=12), batch_size=2)) != in_process
     mixture.set_epoch(1)
     assert _fingerprint(data_loader(mixture, batch_size=2)) != in_process
+
+
+def test_ranks_of_a_distributed_sampler_share_out_the_same_samples():
+    mixture = default_mixture(samples_per_epoch=6, seed=11)
+    whole = _fingerprint(data_loader(mixture, batch_size=1))
+    ranks = []
+    for rank in range(2):
+        sampler = torch.utils.data.DistributedSampler(mixture, num_replicas=2, rank=rank, shuffle=False)
+        ranks.append(_fingerprint(data_loader(mixture, batch_size=1, sampler=sampler)))
+    assert ranks[0] == whole[0::2] and ranks[1] == whole[1::2]
