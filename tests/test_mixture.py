@@ -19,12 +19,12 @@ from visa_lib.train.mixture import (
     VISA_FAMILY_RATES,
     VISA_RVOS_RATES,
     VisaMixture,
-    build_source,
     data_loader,
     default_mixture,
     family_rates,
+    samples_from_config,
 )
-from visa_lib.train.sources import InstructionSource, VideoSource
+from visa_lib.train.sample_builders import InstructionSamples, VideoSamples
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +41,10 @@ def _matching_reference(sample) -> int:
 
 
 def test_video_sample_follows_visa(lite):
-    source = VideoSource("lite", lite, negative_prob=0.0)
+    builder = VideoSamples("lite", lite, negative_prob=0.0)
     for seed in range(6):
         rng = np.random.default_rng(seed)
-        sample = source.draw(rng)
+        sample = builder.draw(rng)
         refs = sample.reference_frames
         assert 8 <= len(refs) <= 12 and refs.dtype == np.uint8
         assert 1 <= len(sample.expressions) <= 3
@@ -64,8 +64,8 @@ def test_video_sample_follows_visa(lite):
 
 
 def test_negative_video_sample_has_empty_masks_and_a_foreign_target(lite):
-    source = VideoSource("lite", lite, negative_prob=1.0)
-    sample = source.draw(np.random.default_rng(3))
+    builder = VideoSamples("lite", lite, negative_prob=1.0)
+    sample = builder.draw(np.random.default_rng(3))
     assert not sample.gt_masks.any()
     assert _matching_reference(sample) == -1
     assert sample.target_image.shape == sample.reference_frames.shape[1:]
@@ -73,18 +73,22 @@ def test_negative_video_sample_has_empty_masks_and_a_foreign_target(lite):
 
 def test_negative_target_of_another_size_is_resized(tmp_path):
     write_lvvis(tmp_path)  # two videos of different sizes
-    source = build_source({"name": "lvvis", "format": "lvvis", "root": tmp_path, "negative_prob": 1.0})
-    sample = source.draw(np.random.default_rng(0))
+    builder = samples_from_config(
+        {"name": "lvvis", "format": "lvvis", "root": tmp_path, "negative_prob": 1.0}
+    )
+    sample = builder.draw(np.random.default_rng(0))
     assert sample.target_image.shape == sample.reference_frames.shape[1:]
     assert sample.gt_masks.shape[1:] == sample.reference_frames.shape[1:3] and not sample.gt_masks.any()
     assert sample.expressions[0] in ("the running cat", "traffic light")
 
 
-def test_image_sources_use_the_image_as_reference_and_target(tmp_path):
+def test_image_samples_use_the_image_as_reference_and_target(tmp_path):
     expected = write_reasonseg(tmp_path / "ReasonSeg")
-    reason = build_source({"name": "reason_seg", "format": "reasonseg", "root": tmp_path / "ReasonSeg"})
+    reason = samples_from_config(
+        {"name": "reason_seg", "format": "reasonseg", "root": tmp_path / "ReasonSeg"}
+    )
     masks = write_refer(tmp_path / "refer_seg")
-    refer = build_source({"name": "refcoco", "format": "refcoco", "root": tmp_path / "refer_seg"})
+    refer = samples_from_config({"name": "refcoco", "format": "refcoco", "root": tmp_path / "refer_seg"})
     for seed in range(8):
         sample = reason.draw(np.random.default_rng(seed))
         assert len(sample.reference_frames) == 1
@@ -100,12 +104,12 @@ def test_image_sources_use_the_image_as_reference_and_target(tmp_path):
             np.testing.assert_array_equal(mask, masks[by_text[text]])
 
 
-def test_instruction_source_prompts_slots_and_labels(tmp_path):
+def test_instruction_samples_prompts_slots_and_labels(tmp_path):
     data = InstructionDataset(write_instruction_json(tmp_path), image_root=tmp_path / "images")
-    source = InstructionSource("llava", data)
+    builder = InstructionSamples("llava", data)
     seen = set()
     for seed in range(12):
-        sample = source.draw(np.random.default_rng(seed))
+        sample = builder.draw(np.random.default_rng(seed))
         frames = len(sample.reference_frames) + 1
         assert sample.prompts[0].count(IMAGE_TOKEN) == frames
         assert sample.gt_masks.shape == (0, *sample.target_image.shape[:2])
@@ -138,7 +142,7 @@ def test_instruction_sample_runs_through_the_model(tmp_path):
     from visa_lib.train.step import sample_forward
 
     data = InstructionDataset(write_instruction_json(tmp_path), image_root=tmp_path / "images")
-    sample = InstructionSource("llava", data).draw(np.random.default_rng(1))
+    sample = InstructionSamples("llava", data).draw(np.random.default_rng(1))
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # words outside the toy vocabulary become <unk>
@@ -152,19 +156,19 @@ def test_mixture_rates_and_config_errors(tmp_path):
         {"name": "lite", "format": "revos", "root": REASONVOS_LITE, "rate": 3},
         {"name": "lvvis", "format": "lvvis", "root": tmp_path / "lvvis", "rate": 1},
     ]
-    mixture = VisaMixture.from_config({"sources": specs, "samples_per_epoch": 4000, "seed": 5})
+    mixture = VisaMixture.from_config({"datasets": specs, "samples_per_epoch": 4000, "seed": 5})
     np.testing.assert_allclose(mixture.probabilities, [0.75, 0.25])
-    picks = np.array([mixture.source_index(i) for i in range(4000)])
+    picks = np.array([mixture.dataset_index(i) for i in range(4000)])
     assert abs((picks == 1).mean() - 0.25) < 0.03
-    assert mixture[7].source == mixture.sources[mixture.source_index(7)].name
+    assert mixture[7].dataset == mixture.builders[mixture.dataset_index(7)].name
     with pytest.raises(ValueError, match="unknown format 'coco'"):
-        build_source({"name": "x", "format": "coco", "root": tmp_path})
+        samples_from_config({"name": "x", "format": "coco", "root": tmp_path})
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['frames'\]"):
-        build_source({"format": "lvvis", "root": tmp_path / "lvvis", "frames": 3})
+        samples_from_config({"format": "lvvis", "root": tmp_path / "lvvis", "frames": 3})
     with pytest.raises(ValueError, match="rates must be >= 0"):
-        VisaMixture(mixture.sources, [0, 0], 10)
+        VisaMixture(mixture.builders, [0, 0], 10)
     with pytest.raises(ValueError, match="unknown key"):
-        VisaMixture.from_config({"sources": specs, "epochs": 2})
+        VisaMixture.from_config({"datasets": specs, "epochs": 2})
 
 
 def test_visa_rates_flatten_two_levels():
@@ -176,7 +180,7 @@ def test_visa_rates_flatten_two_levels():
 def _fingerprint(batches) -> list[tuple]:
     return [
         (
-            s.source,
+            s.dataset,
             tuple(s.expressions),
             s.reference_frames.shape,
             int(s.target_image.sum()),

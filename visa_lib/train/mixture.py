@@ -5,7 +5,7 @@ rate (``sem_seg 9, refer_seg 3, vqa 3, reason_seg 1, chatunivi 4, rvos 12`` in i
 for videos, a dataset by a second set of rates (``mevis 4000, refytvos 15000, davis17 400, revos 3000,
 lvvis 3000``); the sample index is ignored and an epoch is a fixed number of draws (``docs/datasets.md``).
 
-:class:`VisaMixture` keeps that recipe (one flat list of sources, each with a rate) but makes sample
+:class:`VisaMixture` keeps that recipe (one flat list of datasets, each with a rate) but makes sample
 ``i`` of epoch ``e`` a pure function of ``(seed, e, i)``: its generator is
 ``numpy.random.default_rng((seed, e, i))``. The same seed therefore gives the same samples with 0, 2
 or 8 workers, on one process or split over ranks by a ``DistributedSampler``, and resuming at sample
@@ -14,14 +14,14 @@ or 8 workers, on one process or split over ranks by a ``DistributedSampler``, an
 A config (dict, e.g. the ``data:`` block of a training YAML)::
 
     {"seed": 0, "samples_per_epoch": 1000,
-     "sources": [{"name": "revos", "format": "revos", "root": "data/ReVOS", "split": "train", "rate": 3000},
+     "datasets": [{"name": "revos", "format": "revos", "root": "data/ReVOS", "split": "train", "rate": 3000},
                  {"name": "refcoco", "format": "refcoco", "root": "data/refer_seg", "rate": 3},
                  {"name": "llava", "format": "instruction", "root": "data/llava_instruct_150k.json",
                   "image_root": "data/coco/train2017", "rate": 3}]}
 
 Formats: ``revos``, ``mevis``, ``lvvis``, ``refytvos``, ``davis17`` (videos); ``reasonseg``, ``refcoco``,
 ``refcoco+``, ``refcocog``, ``refclef`` (images); ``instruction`` (LLaVA / Chat-UniVi JSON). Sampling
-knobs per source: ``frame_range``, ``max_expressions``, ``negative_prob``, ``policy``.
+knobs per dataset: ``frame_range``, ``max_expressions``, ``negative_prob``, ``policy``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from visa_lib.paths import REASONVOS_LITE
-from visa_lib.train.sources import ImageSource, InstructionSource, SampleSource, VideoSource
+from visa_lib.train.sample_builders import ImageSamples, InstructionSamples, SampleBuilder, VideoSamples
 from visa_lib.train.step import VisaSample
 
 #: VISA's family rates (``scripts/train_7b.sh``) and its video sub-rates; ``sem_seg`` is not read here.
@@ -61,8 +61,8 @@ def family_rates(family_rates: Mapping[str, float], member_rates: Mapping[str, f
     return {name: share * rate / total for name, rate in member_rates.items()}
 
 
-def build_source(spec: Mapping[str, Any]) -> SampleSource:
-    """Load one source from its config entry (``name``, ``format``, ``root``, ``split``, options).
+def samples_from_config(spec: Mapping[str, Any]) -> SampleBuilder:
+    """Load one dataset from its config entry (``name``, ``format``, ``root``, ``split``, options).
 
     Raises:
       ValueError: an unknown format or option (the message lists the valid ones).
@@ -73,7 +73,7 @@ def build_source(spec: Mapping[str, Any]) -> SampleSource:
     name = spec.pop("name", fmt)
     spec.pop("rate", None)
     if "root" not in spec:
-        raise ValueError(f"data source {name!r}: give 'root' (the dataset folder or JSON file)")
+        raise ValueError(f"dataset {name!r}: give 'root' (the dataset folder or JSON file)")
     root = Path(spec.pop("root"))
     split = spec.pop("split", "train")
     if fmt in VIDEO_FORMATS:
@@ -87,7 +87,7 @@ def build_source(spec: Mapping[str, Any]) -> SampleSource:
             "davis17": formats.load_davis17,
         }[fmt]
         knobs = {k: spec.pop(k) for k in _VIDEO_KNOBS if k in spec}
-        source: SampleSource = VideoSource(name, loader(root, split), **knobs)
+        builder: SampleBuilder = VideoSamples(name, loader(root, split), **knobs)
     elif fmt in IMAGE_FORMATS:
         from visa_lib.data.image_datasets import ReasonSegDataset, ReferSegDataset
 
@@ -98,46 +98,47 @@ def build_source(spec: Mapping[str, Any]) -> SampleSource:
             data = ReferSegDataset(
                 root, fmt, split, split_by=spec.pop("split_by", None), image_root=spec.pop("image_root", None)
             )
-        source = ImageSource(name, data, max_expressions)
+        builder = ImageSamples(name, data, max_expressions)
     elif fmt in TEXT_FORMATS:
         from visa_lib.data.instruction import InstructionDataset
 
         data = InstructionDataset(root, spec.pop("image_root", None), spec.pop("video_root", None))
         knobs = {"frame_range": spec.pop("frame_range")} if "frame_range" in spec else {}
-        source = InstructionSource(name, data, **knobs)
+        builder = InstructionSamples(name, data, **knobs)
     else:
         valid = ", ".join(VIDEO_FORMATS + IMAGE_FORMATS + TEXT_FORMATS)
-        raise ValueError(f"data source {name!r}: unknown format {fmt!r}; use one of {valid}")
+        raise ValueError(f"dataset {name!r}: unknown format {fmt!r}; use one of {valid}")
     if spec:
-        raise ValueError(f"data source {name!r} ({fmt}): unknown option(s) {sorted(spec)}")
-    return source
+        raise ValueError(f"dataset {name!r} ({fmt}): unknown option(s) {sorted(spec)}")
+    return builder
 
 
 class VisaMixture(torch.utils.data.Dataset):
-    """A virtual epoch of ``samples_per_epoch`` draws from weighted sources (map-style, worker-safe).
+    """A virtual epoch of ``samples_per_epoch`` draws from weighted datasets (map-style, worker-safe).
 
     Arguments:
-      sources (Sequence[SampleSource]): e.g. :class:`~visa_lib.train.sources.VideoSource` objects.
-      rates (Sequence[float]): one non-negative rate per source (normalised here).
+      builders (Sequence[SampleBuilder]): one per dataset, e.g.
+        :class:`~visa_lib.train.sample_builders.VideoSamples`.
+      rates (Sequence[float]): one non-negative rate per dataset (normalised here).
       samples_per_epoch (int): ``len(self)``; VISA: batch x grad. accumulation x steps x GPUs.
       seed (int): sample ``i`` of epoch ``e`` uses ``numpy.random.default_rng((seed, e, i))``.
     Returns from ``self[i]``:
-      VisaSample with raw ``uint8`` frames and ``source`` set to the source's name.
+      VisaSample with raw ``uint8`` frames and ``dataset`` set to the builder's name.
     """
 
     def __init__(
-        self, sources: Sequence[SampleSource], rates: Sequence[float], samples_per_epoch: int, seed: int = 0
+        self, builders: Sequence[SampleBuilder], rates: Sequence[float], samples_per_epoch: int, seed: int = 0
     ) -> None:
-        if not sources or len(sources) != len(rates):
+        if not builders or len(builders) != len(rates):
             raise ValueError(
-                f"VisaMixture: give one rate per source ({len(sources)} sources, {len(rates)} rates)"
+                f"VisaMixture: give one rate per dataset ({len(builders)} datasets, {len(rates)} rates)"
             )
         rates = np.asarray(rates, dtype=float)
         if (rates < 0).any() or rates.sum() <= 0:
             raise ValueError(f"VisaMixture: rates must be >= 0 with a positive sum, got {rates.tolist()}")
         if samples_per_epoch < 1:
             raise ValueError(f"VisaMixture: samples_per_epoch must be >= 1, got {samples_per_epoch}")
-        self.sources = list(sources)
+        self.builders = list(builders)
         self.probabilities = rates / rates.sum()
         self.samples_per_epoch = int(samples_per_epoch)
         self.seed = int(seed)
@@ -147,16 +148,16 @@ class VisaMixture(torch.utils.data.Dataset):
         return self.samples_per_epoch
 
     def __repr__(self) -> str:
-        parts = ", ".join(f"{s.name} {p:.3f}" for s, p in zip(self.sources, self.probabilities, strict=True))
+        parts = ", ".join(f"{b.name} {p:.3f}" for b, p in zip(self.builders, self.probabilities, strict=True))
         return f"VisaMixture({parts}; {self.samples_per_epoch} per epoch, seed {self.seed})"
 
     def set_epoch(self, epoch: int) -> None:
         """Draw epoch ``epoch``'s samples next (call before iterating a new epoch's DataLoader)."""
         self.epoch = int(epoch)
 
-    def source_index(self, index: int) -> int:
-        """Which source sample ``index`` of the current epoch comes from."""
-        return int(self._rng(index).choice(len(self.sources), p=self.probabilities))
+    def dataset_index(self, index: int) -> int:
+        """Which dataset (index into ``builders``) sample ``index`` of the current epoch comes from."""
+        return int(self._rng(index).choice(len(self.builders), p=self.probabilities))
 
     def _rng(self, index: int) -> np.random.Generator:
         return np.random.default_rng((self.seed, self.epoch, int(index)))
@@ -165,31 +166,31 @@ class VisaMixture(torch.utils.data.Dataset):
         if not 0 <= index < self.samples_per_epoch:
             raise IndexError(f"VisaMixture: index {index} outside [0, {self.samples_per_epoch})")
         rng = self._rng(index)
-        source = self.sources[int(rng.choice(len(self.sources), p=self.probabilities))]
-        return source.draw(rng)
+        builder = self.builders[int(rng.choice(len(self.builders), p=self.probabilities))]
+        return builder.draw(rng)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> VisaMixture:
-        """Build from ``{"sources": [...], "samples_per_epoch": n, "seed": s}`` (see the module docstring)."""
-        unknown = set(config) - {"sources", "samples_per_epoch", "seed"}
+        """Build from ``{"datasets": [...], "samples_per_epoch": n, "seed": s}`` (module docstring)."""
+        unknown = set(config) - {"datasets", "samples_per_epoch", "seed"}
         if unknown:
             raise ValueError(
-                f"data config: unknown key(s) {sorted(unknown)}; use sources, samples_per_epoch, seed"
+                f"data config: unknown key(s) {sorted(unknown)}; use datasets, samples_per_epoch, seed"
             )
-        specs = config.get("sources") or []
+        specs = config.get("datasets") or []
         if not specs:
-            raise ValueError("data config: 'sources' must list at least one dataset")
-        sources = [build_source(spec) for spec in specs]
+            raise ValueError("data config: 'datasets' must list at least one dataset")
+        builders = [samples_from_config(spec) for spec in specs]
         rates = [float(spec.get("rate", 1.0)) for spec in specs]
-        return cls(sources, rates, int(config.get("samples_per_epoch", 1000)), int(config.get("seed", 0)))
+        return cls(builders, rates, int(config.get("samples_per_epoch", 1000)), int(config.get("seed", 0)))
 
 
 def default_mixture(
     samples_per_epoch: int = 1000, seed: int = 0, root: str | Path | None = None
 ) -> VisaMixture:
-    """The toy's mixture: the bundled ReasonVOS-lite ``train`` split as the only (ReVOS-format) source."""
-    source = {"name": "reasonvos_lite", "format": "revos", "root": str(root or REASONVOS_LITE)}
-    config = {"sources": [source], "samples_per_epoch": samples_per_epoch, "seed": seed}
+    """The toy's mixture: the bundled ReasonVOS-lite ``train`` split as the only (ReVOS-format) dataset."""
+    lite = {"name": "reasonvos_lite", "format": "revos", "root": str(root or REASONVOS_LITE)}
+    config = {"datasets": [lite], "samples_per_epoch": samples_per_epoch, "seed": seed}
     return VisaMixture.from_config(config)
 
 

@@ -31,7 +31,7 @@ class VisaSample:
       prompts (list[str] | None): whole conversations used as they are instead of the VISA templates
         (instruction data, ``visa_lib.train.conversation.instruction_prompt``); the loss falls on every
         answer. Their ``<image>`` slots take the reference frames, then the target image.
-      source (str): name of the dataset the sample was drawn from (for logs).
+      dataset (str): name of the dataset the sample was drawn from (for logs).
     """
 
     reference_frames: np.ndarray | None
@@ -44,7 +44,7 @@ class VisaSample:
     image_tokens: torch.Tensor | None = None
     sam_image: SamImage | None = None
     prompts: list[str] | None = None
-    source: str = ""
+    dataset: str = ""
 
 
 def sample_forward(model: VisaModel, sample: VisaSample) -> tuple[VisaLoss, VisaOutput]:

@@ -1,16 +1,16 @@
 """VISA's sample construction for each data family: videos, single images, instruction conversations.
 
-Every source has a ``name`` and ``draw(rng) -> VisaSample`` holding raw frames (``uint8``), the
+Every builder has a ``name`` and ``draw(rng) -> VisaSample`` holding raw frames (``uint8``), the
 expressions, the ground-truth masks at the target frame and the template choices; all randomness comes
 from ``rng``, so a sample is a pure function of the generator's seed (``docs/datasets.md``).
 
-* :class:`VideoSource` (ReVOS, MeViS, LV-VIS, Ref-YouTube-VOS, Ref-DAVIS17): VISA's clip -- 8-12
+* :class:`VideoSamples` (ReVOS, MeViS, LV-VIS, Ref-YouTube-VOS, Ref-DAVIS17): VISA's clip -- 8-12
   reference frames, one per equal segment; the target frame is one of them; up to 3 expressions; with
   probability 0.05 the target frame comes from another video and every mask is empty
   (``visa_lib.data.sampling.sample_training_clip``); a random question and answer template each.
-* :class:`ImageSource` (ReasonSeg, refCOCO family): the image is both the single reference frame and
+* :class:`ImageSamples` (ReasonSeg, refCOCO family): the image is both the single reference frame and
   the target image; up to 3 of its queries, each with its own mask.
-* :class:`InstructionSource` (LLaVA / Chat-UniVi JSON): the conversation as it is, its images (or 8-12
+* :class:`InstructionSamples` (LLaVA / Chat-UniVi JSON): the conversation as it is, its images (or 8-12
   frames of its video) in front of the first question; no ``[SEG]``, no mask, CE loss on the answers.
 """
 
@@ -36,7 +36,7 @@ from visa_lib.train.revos_samples import clip_ground_truth, draw_templates
 from visa_lib.train.step import VisaSample
 
 
-class SampleSource(Protocol):
+class SampleBuilder(Protocol):
     """Anything the mixture can draw from."""
 
     name: str
@@ -45,7 +45,7 @@ class SampleSource(Protocol):
 
 
 class ImageSegData(Protocol):
-    """What :class:`ImageSource` needs (``ReasonSegDataset``, ``ReferSegDataset``)."""
+    """What :class:`ImageSamples` needs (``ReasonSegDataset``, ``ReferSegDataset``)."""
 
     def __len__(self) -> int: ...
     def queries(self, index: int) -> list[str]: ...
@@ -62,11 +62,11 @@ def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-class VideoSource:
+class VideoSamples:
     """VISA's training clips from a referring / reasoning video split.
 
     Arguments:
-      name (str): the source's name in the mixture (e.g. ``"revos"``).
+      name (str): the dataset's name in the mixture (e.g. ``"revos"``).
       split (RevosSplit): from ``load_revos``, ``load_mevis``, ``load_lvvis``, ``load_refytvos`` or
         ``load_davis17``.
       frame_range (tuple[int, int]): inclusive range of the number of reference frames (VISA: 8-12).
@@ -89,7 +89,7 @@ class VideoSource:
         self.negative_prob, self.policy = negative_prob, policy
 
     def __repr__(self) -> str:
-        return f"VideoSource({self.name!r}, {self.split!r})"
+        return f"VideoSamples({self.name!r}, {self.split!r})"
 
     def draw(self, rng: np.random.Generator) -> VisaSample:
         """One clip: references ``uint8 [T,H,W,3]``, target ``uint8 [H,W,3]``, ``gt_masks bool [N,H,W]``."""
@@ -111,14 +111,14 @@ class VideoSource:
         if target.shape != refs.shape[1:]:  # a negative frame of another size: all masks are empty anyway
             target = _resize(target, *refs.shape[1:3])
             gt = np.zeros((len(expressions), *refs.shape[1:3]), dtype=bool)
-        return VisaSample(refs, target, expressions, gt, questions, answers, source=self.name)
+        return VisaSample(refs, target, expressions, gt, questions, answers, dataset=self.name)
 
 
-class ImageSource:
+class ImageSamples:
     """Single-image samples: the image is the one reference frame and the target image.
 
     Arguments:
-      name (str): the source's name in the mixture.
+      name (str): the dataset's name in the mixture.
       data (ImageSegData): a ``ReasonSegDataset`` or ``ReferSegDataset``.
       max_expressions (int): queries per sample (VISA: 3), drawn without replacement.
     """
@@ -127,7 +127,7 @@ class ImageSource:
         self.name, self.data, self.max_expressions = name, data, max_expressions
 
     def __repr__(self) -> str:
-        return f"ImageSource({self.name!r}, {self.data!r})"
+        return f"ImageSamples({self.name!r}, {self.data!r})"
 
     def draw(self, rng: np.random.Generator) -> VisaSample:
         """One image: references ``uint8 [1,H,W,3]``, the same image as target, ``gt_masks bool [N,H,W]``."""
@@ -139,14 +139,14 @@ class ImageSource:
         questions, answers = draw_templates(expressions, rng)
         image = self.data.read_image(index)
         gt = self.data.masks(index, picks, image.shape[:2])
-        return VisaSample(image[None], image, expressions, gt, questions, answers, source=self.name)
+        return VisaSample(image[None], image, expressions, gt, questions, answers, dataset=self.name)
 
 
-class InstructionSource:
+class InstructionSamples:
     """Instruction conversations (text answers only) with their images or video frames.
 
     Arguments:
-      name (str): the source's name in the mixture.
+      name (str): the dataset's name in the mixture.
       data (InstructionDataset): the conversations.
       frame_range (tuple[int, int]): frames drawn from a video entry (Chat-UniVi data in VISA: 8-12).
     Raises:
@@ -166,7 +166,7 @@ class InstructionSource:
         self.name, self.data, self.frame_range = name, data, tuple(frame_range)
 
     def __repr__(self) -> str:
-        return f"InstructionSource({self.name!r}, {self.data!r})"
+        return f"InstructionSamples({self.name!r}, {self.data!r})"
 
     def _frames(self, index: int, rng: np.random.Generator) -> np.ndarray:
         from visa_lib.data.video import VideoFrames
@@ -191,5 +191,5 @@ class InstructionSource:
             expressions=[turns[0][0]],
             gt_masks=np.zeros((0, *frames.shape[1:3]), dtype=bool),
             prompts=[instruction_prompt(turns, len(frames))],
-            source=self.name,
+            dataset=self.name,
         )
