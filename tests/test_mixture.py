@@ -199,7 +199,12 @@ def test_loading_in_two_workers_is_deterministic():
     assert _fingerprint(data_loader(default_mixture(6, seed=11), batch_size=3, num_workers=2)) == in_process
     assert _fingerprint(data_loader(default_mixture(6, seed=12), batch_size=2)) != in_process
     mixture.set_epoch(1)
-    assert _fingerprint(data_loader(mixture, batch_size=2)) != in_process
+    next_epoch = _fingerprint(data_loader(mixture, batch_size=2))
+    assert next_epoch != in_process
+    mixture.set_epoch(0)  # a global index past the epoch runs on into the next one
+    assert _fingerprint([[mixture[6 + i] for i in range(6)]]) == next_epoch
+    with pytest.raises(IndexError, match="negative"):
+        mixture[-1]
 
 
 def test_ranks_of_a_distributed_sampler_share_out_the_same_samples():

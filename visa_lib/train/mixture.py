@@ -9,7 +9,8 @@ lvvis 3000``); the sample index is ignored and an epoch is a fixed number of dra
 ``i`` of epoch ``e`` a pure function of ``(seed, e, i)``: its generator is
 ``numpy.random.default_rng((seed, e, i))``. The same seed therefore gives the same samples with 0, 2
 or 8 workers, on one process or split over ranks by a ``DistributedSampler``, and resuming at sample
-``i`` needs no saved RNG state.
+``i`` needs no saved RNG state. A loop that counts samples globally may also index past the epoch:
+``mixture[n + i]`` is sample ``i`` of the next epoch (``n = len(mixture)``).
 
 A config (dict, e.g. the ``data:`` block of a training YAML)::
 
@@ -160,11 +161,14 @@ class VisaMixture(torch.utils.data.Dataset):
         return int(self._rng(index).choice(len(self.builders), p=self.probabilities))
 
     def _rng(self, index: int) -> np.random.Generator:
-        return np.random.default_rng((self.seed, self.epoch, int(index)))
+        if index < 0:
+            raise IndexError(f"VisaMixture: index {index} is negative")
+        # index n + i of epoch e is index i of epoch e + 1: a global sample counter works across epochs
+        epoch, position = divmod(int(index), self.samples_per_epoch)
+        return np.random.default_rng((self.seed, self.epoch + epoch, position))
 
     def __getitem__(self, index: int) -> VisaSample:
-        if not 0 <= index < self.samples_per_epoch:
-            raise IndexError(f"VisaMixture: index {index} outside [0, {self.samples_per_epoch})")
+        """Sample ``index`` of the current epoch (indices past ``len(self)`` run on into the next epochs)."""
         rng = self._rng(index)
         builder = self.builders[int(rng.choice(len(self.builders), p=self.probabilities))]
         return builder.draw(rng)
