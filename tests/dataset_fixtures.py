@@ -43,21 +43,22 @@ def box_polygon(top: int, left: int, bottom: int, right: int) -> list[list[float
 def write_reasonseg(root: Path, split: str = "train") -> dict[str, dict]:
     """Two ReasonSeg images; returns ``{name: {"texts", "label"}}`` with the expected label map.
 
-    ``img_a`` (20x30): target box rows 2-12, cols 3-20 with an ignore box inside (rows 4-7, cols 5-9),
-    and a "flag" shape that must be skipped. ``img_b`` (16x16): one target box.
+    ``img_a`` (20x30): target box with corners (x, y) (3, 2)-(20, 12) and an ignore box inside, corners
+    (5, 4)-(9, 7), and a "flag" shape that must be skipped. ``img_b`` (16x16): one target box. As in LISA,
+    a polygon covers its outline, so a box with corners (x0, y0)-(x1, y1) covers rows y0..y1 inclusive.
     """
     folder = root / split
     expected = {}
     label_a = np.zeros((20, 30), np.uint8)
-    label_a[box_mask(20, 30, 2, 3, 12, 20)] = 1
-    label_a[box_mask(20, 30, 4, 5, 7, 9)] = 255
+    label_a[box_mask(20, 30, 2, 3, 13, 21)] = 1
+    label_a[box_mask(20, 30, 4, 5, 8, 10)] = 255
     shapes_a = [
         {"label": "ignore", "points": box_polygon(4, 5, 7, 9), "shape_type": "polygon"},
         {"label": "target", "points": box_polygon(2, 3, 12, 20), "shape_type": "polygon"},
         {"label": "flag", "points": box_polygon(0, 0, 20, 30), "shape_type": "polygon"},
     ]
     label_b = np.zeros((16, 16), np.uint8)
-    label_b[box_mask(16, 16, 8, 8, 14, 15)] = 1
+    label_b[box_mask(16, 16, 8, 8, 15, 16)] = 1
     shapes_b = [{"label": "target", "points": box_polygon(8, 8, 14, 15), "shape_type": "polygon"}]
     for name, (height, width), texts, shapes, label in (
         (

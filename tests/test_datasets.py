@@ -102,6 +102,23 @@ def test_reasonseg_polygons_ignore_and_flag(tmp_path):
     assert ReasonSegDataset(tmp_path / "train").queries(1) == expected["img_b"]["texts"]  # split folder
 
 
+def test_reasonseg_cp1252_json_and_fractional_points(tmp_path):
+    write_reasonseg(tmp_path)
+    annotation = {
+        "text": ["what\u2019s used to sit?"],
+        "is_sentence": True,
+        "shapes": [{"label": "target", "points": [[8.9, 8.2], [15.7, 8.2], [15.7, 14.9], [8.9, 14.9]]}],
+    }
+    (tmp_path / "train" / "img_b.json").write_bytes(
+        json.dumps(annotation, ensure_ascii=False).encode("cp1252")
+    )
+    data = ReasonSegDataset(tmp_path)
+    assert data.queries(1) == ["what\u2019s used to sit?"]
+    expected = np.zeros((16, 16), np.uint8)
+    expected[8:15, 8:16] = 1  # points truncated to (8, 8)-(15, 14), outline included
+    np.testing.assert_array_equal(data.label_map(1, 16, 16), expected)
+
+
 def test_reasonseg_errors_name_the_file(tmp_path):
     write_reasonseg(tmp_path)
     bad = tmp_path / "train" / "img_b.json"
@@ -171,6 +188,8 @@ def test_decode_segmentation_polygons_union_and_rle():
     assert mask.sum() == 16 + 4
     np.testing.assert_array_equal(decode_segmentation(encode_rle(mask), 10, 10), mask)
     assert decode_segmentation([], 3, 5).shape == (3, 5)
+    rles = [encode_rle(decode_segmentation(square, 10, 10)), encode_rle(decode_segmentation(other, 10, 10))]
+    np.testing.assert_array_equal(decode_segmentation(rles, 10, 10), mask)  # a list of RLEs: their union
     with pytest.raises(ValueError, match="list of polygons or an RLE"):
         decode_segmentation("nope", 3, 3)
 

@@ -10,9 +10,10 @@ ReasonSeg (LISA)::
     ReasonSeg/<split>/<name>.json     {"text": [query, ...], "is_sentence": bool, "shapes":
                                        [{"label": "target"|"ignore"|"flag", "points": [[x, y], ...]}]}
 
-The mask is drawn polygon by polygon, largest first, "target" as 1 and "ignore" as 255, "flag" skipped;
-every query of an image refers to that one mask. Training supervises ``mask == 1`` (ignored regions count
-as background, as in LISA).
+The mask is drawn polygon by polygon, largest first, "target" as 1 and "ignore" as 255, "flag" skipped,
+with OpenCV exactly as LISA draws it (points truncated to integers, outline included); every query of an
+image refers to that one mask. Training supervises ``mask == 1`` (ignored regions count as background, as
+in LISA). Some of the published JSON files are cp1252-encoded rather than UTF-8; both are read.
 
 refCOCO / refCOCO+ / refCOCOg / refCLEF (the "refer" annotations)::
 
@@ -72,12 +73,17 @@ class _ReasonSegImage:
     json_path: Path
     texts: list[str]
     is_sentence: bool
-    shapes: list[tuple[str, list[float]]]  # (label, flattened polygon)
+    shapes: list[tuple[str, np.ndarray]]  # (label, int32 points [P, 2])
 
 
-def _parse_reasonseg_json(path: Path) -> tuple[list[str], bool, list[tuple[str, list[float]]]]:
+def _parse_reasonseg_json(path: Path) -> tuple[list[str], bool, list[tuple[str, np.ndarray]]]:
+    raw = path.read_bytes()
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("cp1252", errors="replace")  # some published ReasonSeg files are cp1252
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as err:
         raise DatasetFormatError(f"{path}: malformed JSON at line {err.lineno}: {err.msg}") from None
     expected = '{"text": [...], "is_sentence": bool, "shapes": [{"label", "points"}]}'
@@ -101,7 +107,7 @@ def _parse_reasonseg_json(path: Path) -> tuple[list[str], bool, list[tuple[str, 
             raise DatasetFormatError(f"{path}: shape {k} 'points' must be [[x, y], ...]") from None
         if points.ndim != 2 or points.shape[1] != 2 or len(points) < 3:
             raise DatasetFormatError(f"{path}: shape {k} 'points' must be at least 3 [x, y] pairs")
-        shapes.append((label, points.reshape(-1).tolist()))
+        shapes.append((label, points.astype(np.int32)))  # LISA truncates the points to integers
     return [t.strip() for t in texts], bool(data.get("is_sentence", False)), shapes
 
 
@@ -155,11 +161,22 @@ class ReasonSegDataset:
 
     def label_map(self, index: int, height: int, width: int) -> np.ndarray:
         """``uint8 [H,W]``: 1 on the target, 255 where ignored, 0 elsewhere (largest polygon drawn first)."""
+        import cv2
+
+        def draw(canvas: np.ndarray, points: np.ndarray, value: int) -> None:
+            cv2.polylines(canvas, [points], True, value, 1)  # the outline belongs to the region
+            cv2.fillPoly(canvas, [points], value)
+
         item = self._items[index]
+        areas = []
+        for _, points in item.shapes:
+            single = np.zeros((height, width), dtype=np.uint8)
+            draw(single, points, 1)
+            areas.append(int(single.sum()))
         label = np.zeros((height, width), dtype=np.uint8)
-        polygons = [(name, decode_segmentation([poly], height, width)) for name, poly in item.shapes]
-        for name, mask in sorted(polygons, key=lambda p: -int(p[1].sum())):
-            label[mask > 0] = IGNORE_VALUE if "ignore" in name else 1
+        for k in np.argsort(areas)[::-1]:  # largest first, so smaller regions end up on top (LISA's order)
+            name, points = item.shapes[int(k)]
+            draw(label, points, IGNORE_VALUE if "ignore" in name else 1)
         return label
 
     def masks(self, index: int, picks: Sequence[int], size: tuple[int, int]) -> np.ndarray:

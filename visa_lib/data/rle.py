@@ -126,8 +126,8 @@ def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarra
 
     Args:
         segmentation: a list of polygons ``[[x0, y0, x1, y1, ...], ...]`` (their union is the object),
-            an uncompressed RLE ``{"size", "counts": [int, ...]}`` or a compressed one (``counts`` str/bytes).
-            An empty list gives an empty mask.
+            an uncompressed RLE ``{"size", "counts": [int, ...]}``, a compressed one (``counts`` str/bytes),
+            or a list of RLEs (their union). An empty list gives an empty mask.
         height, width: the image size.
 
     Returns:
@@ -141,6 +141,10 @@ def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarra
             "decode_segmentation: expected a list of polygons or an RLE dict {'size', 'counts'}, got "
             f"{type(segmentation).__name__}"
         )
+    if segmentation and all(isinstance(part, dict) for part in segmentation):  # several RLEs: their union
+        return np.any([decode_segmentation(part, height, width) for part in segmentation], axis=0).astype(
+            np.uint8
+        )
     polygons = [[float(v) for v in poly] for poly in segmentation if len(poly) >= 6]
     if not polygons:
         return np.zeros((height, width), dtype=np.uint8)
@@ -149,4 +153,3 @@ def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarra
         rles = _coco_mask.frPyObjects(polygons, height, width)
         merged = _coco_mask.merge(rles)
     return decode_rles([merged], (height, width))[0]
-
