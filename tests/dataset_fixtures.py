@@ -40,12 +40,17 @@ def box_polygon(top: int, left: int, bottom: int, right: int) -> list[list[float
     return [[left, top], [right, top], [right, bottom], [left, bottom]]
 
 
+#: The explanation :func:`write_reasonseg` gives ``img_a`` in ``explanatory/<split>.json``.
+EXPLANATION = "An umbrella keeps the rain off."
+
+
 def write_reasonseg(root: Path, split: str = "train") -> dict[str, dict]:
     """Two ReasonSeg images; returns ``{name: {"texts", "label"}}`` with the expected label map.
 
-    ``img_a`` (20x30): target box with corners (x, y) (3, 2)-(20, 12) and an ignore box inside, corners
-    (5, 4)-(9, 7), and a "flag" shape that must be skipped. ``img_b`` (16x16): one target box. As in LISA,
-    a polygon covers its outline, so a box with corners (x0, y0)-(x1, y1) covers rows y0..y1 inclusive.
+    ``img_a`` (20x30, sentences, with an explanation): target box with corners (x, y) (3, 2)-(20, 12),
+    an ignore box inside, corners (5, 4)-(9, 7), and a "flag" shape that must be skipped. ``img_b``
+    (16x16, phrases): one target box. As in LISA, a polygon covers its outline, so a box with corners
+    (x0, y0)-(x1, y1) covers rows y0..y1 inclusive.
     """
     folder = root / split
     expected = {}
@@ -74,6 +79,9 @@ def write_reasonseg(root: Path, split: str = "train") -> dict[str, dict]:
         annotation = {"text": texts, "is_sentence": name == "img_a", "shapes": shapes}
         (folder / f"{name}.json").write_text(json.dumps(annotation))
         expected[name] = {"texts": texts, "label": label}
+    explanations = [{"image": "img_a.jpg", "query": "what keeps the rain off?", "outputs": EXPLANATION}]
+    (root / "explanatory").mkdir(parents=True, exist_ok=True)
+    (root / "explanatory" / f"{split}.json").write_text(json.dumps(explanations))
     return expected
 
 

@@ -7,8 +7,9 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from dataset_fixtures import write_instruction_json, write_lvvis, write_reasonseg, write_refer
+from dataset_fixtures import EXPLANATION, write_instruction_json, write_lvvis, write_reasonseg, write_refer
 
+from visa_lib.data.image_datasets import ReasonSegDataset
 from visa_lib.data.instruction import InstructionDataset
 from visa_lib.data.revos import load_revos
 from visa_lib.model.prompts import ANSWER_LIST, IGNORE_INDEX, IMAGE_TOKEN, question_templates
@@ -24,7 +25,7 @@ from visa_lib.train.mixture import (
     family_rates,
     samples_from_config,
 )
-from visa_lib.train.sample_builders import InstructionSamples, VideoSamples
+from visa_lib.train.sample_builders import ImageSamples, InstructionSamples, VideoSamples
 
 
 @pytest.fixture(scope="module")
@@ -85,23 +86,50 @@ def test_negative_target_of_another_size_is_resized(tmp_path):
 def test_image_samples_use_the_image_as_reference_and_target(tmp_path):
     expected = write_reasonseg(tmp_path / "ReasonSeg")
     reason = samples_from_config(
-        {"name": "reason_seg", "format": "reasonseg", "root": tmp_path / "ReasonSeg"}
+        {"name": "reason_seg", "format": "reasonseg", "root": tmp_path / "ReasonSeg", "explanatory": 0.0}
     )
     masks = write_refer(tmp_path / "refer_seg")
     refer = samples_from_config({"name": "refcoco", "format": "refcoco", "root": tmp_path / "refer_seg"})
-    for seed in range(8):
+    explained = 0
+    for seed in range(12):
         sample = reason.draw(np.random.default_rng(seed))
         assert len(sample.reference_frames) == 1
         np.testing.assert_array_equal(sample.reference_frames[0], sample.target_image)
         name = "img_a" if sample.target_image.shape[:2] == (20, 30) else "img_b"
         assert set(sample.expressions) <= set(expected[name]["texts"])
-        for mask in sample.gt_masks:
+        assert len(sample.prompts) == len(sample.gt_masks) == len(sample.expressions)
+        for text, prompt, mask in zip(sample.expressions, sample.prompts, sample.gt_masks, strict=True):
             np.testing.assert_array_equal(mask, expected[name]["label"] == 1)
+            assert prompt.count(IMAGE_TOKEN) == 2 and prompt.count("[SEG]") == 1
+            if EXPLANATION in prompt:  # [SEG] and the explanation, the query lower-cased
+                explained += 1
+                assert prompt.endswith(f"[SEG]. {EXPLANATION}</s>") and text.lower() in prompt
+            elif name == "img_a":  # a sentence: the long list, the text as written
+                assert f"{text} Please find it in the Reference Video" in prompt
+            else:
+                assert "What is" in prompt or "Please find the" in prompt
         sample = refer.draw(np.random.default_rng(seed))
         by_text = {"man on the left": 11, "brown dog": 12, "dog lying down": 12, "crowd in the back": 13}
         assert len(sample.expressions) == len(set(sample.expressions)) <= 3
         for text, mask in zip(sample.expressions, sample.gt_masks, strict=True):
             np.testing.assert_array_equal(mask, masks[by_text[text]])
+    assert explained > 0
+
+
+def test_reasonseg_explanation_only_variant(tmp_path):
+    write_reasonseg(tmp_path)
+    builder = ImageSamples("reason_seg", ReasonSegDataset(tmp_path), explanatory=1.0)
+    for seed in range(6):
+        sample = builder.draw(np.random.default_rng(seed))
+        if sample.target_image.shape[:2] != (20, 30):
+            continue  # img_b has no explanation
+        assert sample.reference_frames.shape == (0, 20, 30, 3) and sample.gt_masks.shape == (0, 20, 30)
+        for text, prompt in zip(sample.expressions, sample.prompts, strict=True):
+            assert prompt.count(IMAGE_TOKEN) == 1 and "[SEG]" not in prompt
+            assert prompt.endswith(f"USER: (0)<image>\n{text} ASSISTANT: {EXPLANATION}</s>")
+        break
+    else:
+        raise AssertionError("img_a was never drawn")
 
 
 def test_instruction_samples_prompts_slots_and_labels(tmp_path):
@@ -136,7 +164,7 @@ def test_conversation_labels_cover_every_answer():
     assert learned.replace(" ", "") == "itisredsquare.</s>ontheleft.</s>"
 
 
-def test_instruction_sample_runs_through_the_model(tmp_path):
+def test_prompted_samples_run_through_the_model(tmp_path):
     from test_visa_model import build_tiny_visa
 
     from visa_lib.train.step import sample_forward
@@ -146,8 +174,18 @@ def test_instruction_sample_runs_through_the_model(tmp_path):
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # words outside the toy vocabulary become <unk>
-        loss, out = sample_forward(build_tiny_visa(), sample)
+        model = build_tiny_visa()
+        loss, out = sample_forward(model, sample)
     assert out.mask_logits.shape[0] == 0 and torch.isfinite(loss.ce) and loss.ce > 0
+    write_reasonseg(tmp_path / "ReasonSeg")
+    sample = ImageSamples("reason_seg", ReasonSegDataset(tmp_path / "ReasonSeg"), explanatory=0.0).draw(
+        np.random.default_rng(0)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loss, out = sample_forward(model, sample)
+    assert out.mask_logits.shape == (len(sample.expressions), *sample.target_image.shape[:2])
+    assert torch.isfinite(loss.total)
 
 
 def test_mixture_rates_and_config_errors(tmp_path):

@@ -7,13 +7,15 @@ query) and ``read_image(i)``. The layouts are described in ``docs/datasets.md``.
 ReasonSeg (LISA)::
 
     ReasonSeg/<split>/<name>.jpg      the image
+    ReasonSeg/explanatory/<split>.json   optional: [{"image": "<name>.jpg", "query": str, "outputs": str}]
     ReasonSeg/<split>/<name>.json     {"text": [query, ...], "is_sentence": bool, "shapes":
                                        [{"label": "target"|"ignore"|"flag", "points": [[x, y], ...]}]}
 
 The mask is drawn polygon by polygon, largest first, "target" as 1 and "ignore" as 255, "flag" skipped,
 with OpenCV exactly as LISA draws it (points truncated to integers, outline included); every query of an
 image refers to that one mask. Training supervises ``mask == 1`` (ignored regions count as background, as
-in LISA). Some of the published JSON files are cp1252-encoded rather than UTF-8; both are read.
+in LISA). Some of the published JSON files are cp1252-encoded rather than UTF-8; both are read. The
+explanatory file gives some images a textual explanation (``outputs``) that VISA sometimes trains on.
 
 refCOCO / refCOCO+ / refCOCOg / refCLEF (the "refer" annotations)::
 
@@ -111,18 +113,35 @@ def _parse_reasonseg_json(path: Path) -> tuple[list[str], bool, list[tuple[str, 
     return [t.strip() for t in texts], bool(data.get("is_sentence", False)), shapes
 
 
+def _read_explanations(path: Path) -> dict[str, str]:
+    items = read_json(path)
+    expected = '[{"image": "<name>.jpg", "query": str, "outputs": str}, ...]'
+    if not isinstance(items, list):
+        raise DatasetFormatError(f"{path}: expected a list of explanations {expected}")
+    out = {}
+    for k, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("image"), str) or "outputs" not in item:
+            raise DatasetFormatError(f"{path}: entry {k} needs 'image' and 'outputs'; expected {expected}")
+        out[item["image"]] = str(item["outputs"]).strip()
+    return out
+
+
 class ReasonSegDataset:
     """LISA's ReasonSeg split: images, their reasoning queries and one polygon mask per image.
 
     Arguments:
       root (str | Path): the ``ReasonSeg`` folder holding ``<split>/``, or the split folder itself.
       split (str): ``"train"``, ``"val"`` or ``"test"``.
+      explanatory (str | Path | None): the explanations file; default ``root/explanatory/<split>.json``
+        when it exists (``False`` reads none).
     Raises:
       FileNotFoundError: no split folder, no images, or an image without its ``.json``.
       DatasetFormatError: a JSON that is not a ReasonSeg annotation (the message names the file).
     """
 
-    def __init__(self, root: str | Path, split: str = "train") -> None:
+    def __init__(
+        self, root: str | Path, split: str = "train", explanatory: str | Path | bool | None = None
+    ) -> None:
         root = Path(root)
         folder = root / split if (root / split).is_dir() else root
         images = sorted(p for p in folder.glob("*.jpg")) if folder.is_dir() else []
@@ -140,6 +159,10 @@ class ReasonSegDataset:
                 raise FileNotFoundError(f"{json_path}: missing; every ReasonSeg image needs its annotation")
             texts, is_sentence, shapes = _parse_reasonseg_json(json_path)
             self._items.append(_ReasonSegImage(image_path, json_path, texts, is_sentence, shapes))
+        if explanatory is None:
+            default = root / "explanatory" / f"{split}.json"
+            explanatory = default if default.is_file() else False
+        self._explanations = _read_explanations(Path(explanatory)) if explanatory is not False else {}
 
     def __len__(self) -> int:
         return len(self._items)
@@ -154,6 +177,10 @@ class ReasonSegDataset:
     def is_sentence(self, index: int) -> bool:
         """Whether image ``index``'s queries are sentences (reasoning) rather than phrases."""
         return self._items[index].is_sentence
+
+    def explanation(self, index: int) -> str | None:
+        """The explanation of image ``index`` from the explanatory file, if it has one."""
+        return self._explanations.get(self._items[index].image_path.name)
 
     def read_image(self, index: int) -> np.ndarray:
         """``uint8 [H,W,3]`` RGB image ``index``."""
@@ -292,6 +319,14 @@ class ReferSegDataset:
     def queries(self, index: int) -> list[str]:
         """Every sentence of every ref on image ``index``."""
         return [sentence for sentence, _ in self._queries[self._image_ids[index]]]
+
+    def is_sentence(self, index: int) -> bool:
+        """Refer sentences are phrases: always False (VISA asks about them with the short questions)."""
+        return False
+
+    def explanation(self, index: int) -> str | None:
+        """Refer data has no explanations: always None."""
+        return None
 
     def image_path(self, index: int) -> Path:
         """Path of image ``index`` (``image_root / file_name``)."""

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import torch
 
 from visa_lib.model.prompts import (
+    _SLOTS,
     ASSISTANT_ROLE,
     IGNORE_INDEX,
     IMAGE_TOKEN,
@@ -27,6 +28,15 @@ from visa_lib.model.prompts import (
 )
 from visa_lib.model.tokenizer import tokenize_prompt
 from visa_lib.model.visa import Conversations
+
+#: Questions of ReasonSeg samples that answer with ``[SEG]`` and an explanation (VISA's list; the
+#: missing space in the first one is VISA's). It belongs beside the other templates in
+#: ``visa_lib.model.prompts`` and shares their slot prefix.
+EXPLANATORY_QUESTION_LIST: tuple[str, ...] = (
+    _SLOTS + "{sent}Please output segmentation mask in the Target Image and explain why.",
+    _SLOTS + "{sent} Please output segmentation mask in the Target Image and explain the reason.",
+    _SLOTS + "{sent} Please output segmentation mask in the Target Image and give some explanation.",
+)
 
 
 def image_slots(num_images: int) -> str:

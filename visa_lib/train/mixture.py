@@ -21,8 +21,10 @@ A config (dict, e.g. the ``data:`` block of a training YAML)::
                   "image_root": "data/coco/train2017", "rate": 3}]}
 
 Formats: ``revos``, ``mevis``, ``lvvis``, ``refytvos``, ``davis17`` (videos); ``reasonseg``, ``refcoco``,
-``refcoco+``, ``refcocog``, ``refclef`` (images); ``instruction`` (LLaVA / Chat-UniVi JSON). Sampling
-knobs per dataset: ``frame_range``, ``max_expressions``, ``negative_prob``, ``policy``.
+``refcoco+``, ``refcocog``, ``refclef`` (images); ``instruction`` (LLaVA / Chat-UniVi JSON). Options per
+dataset: videos ``frame_range``, ``max_expressions``, ``negative_prob``, ``policy``; images
+``max_expressions``, ``explanatory`` (and ReasonSeg ``explanatory_file``, refer ``split_by``,
+``image_root``); instruction ``image_root``, ``video_root``, ``frame_range``.
 """
 
 from __future__ import annotations
@@ -92,14 +94,14 @@ def samples_from_config(spec: Mapping[str, Any]) -> SampleBuilder:
     elif fmt in IMAGE_FORMATS:
         from visa_lib.data.image_datasets import ReasonSegDataset, ReferSegDataset
 
-        max_expressions = spec.pop("max_expressions", 3)
+        knobs = {k: spec.pop(k) for k in ("max_expressions", "explanatory") if k in spec}
         if fmt == "reasonseg":
-            data = ReasonSegDataset(root, split)
+            data = ReasonSegDataset(root, split, spec.pop("explanatory_file", None))
         else:
             data = ReferSegDataset(
                 root, fmt, split, split_by=spec.pop("split_by", None), image_root=spec.pop("image_root", None)
             )
-        builder = ImageSamples(name, data, max_expressions)
+        builder = ImageSamples(name, data, **knobs)
     elif fmt in TEXT_FORMATS:
         from visa_lib.data.instruction import InstructionDataset
 

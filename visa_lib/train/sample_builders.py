@@ -31,7 +31,14 @@ from visa_lib.data.sampling import (
     sample_training_clip,
     uniform_segment_frames,
 )
-from visa_lib.train.conversation import instruction_prompt
+from visa_lib.model.prompts import (
+    ANSWER_LIST,
+    LONG_QUESTION_LIST,
+    SHORT_QUESTION_LIST,
+    build_conversation,
+    expand_video_slot,
+)
+from visa_lib.train.conversation import EXPLANATORY_QUESTION_LIST, instruction_prompt
 from visa_lib.train.revos_samples import clip_ground_truth, draw_templates
 from visa_lib.train.step import VisaSample
 
@@ -49,6 +56,8 @@ class ImageSegData(Protocol):
 
     def __len__(self) -> int: ...
     def queries(self, index: int) -> list[str]: ...
+    def is_sentence(self, index: int) -> bool: ...
+    def explanation(self, index: int) -> str | None: ...
     def read_image(self, index: int) -> np.ndarray: ...
     def masks(self, index: int, picks: Sequence[int], size: tuple[int, int]) -> np.ndarray: ...
 
@@ -117,29 +126,64 @@ class VideoSamples:
 class ImageSamples:
     """Single-image samples: the image is the one reference frame and the target image.
 
+    VISA's rules for image data: the question list follows the dataset's ``is_sentence`` flag (long list
+    with the text as written for ReasonSeg sentences, short list with the text lower-cased otherwise --
+    refer sentences always); up to 3 queries drawn without replacement. A ReasonSeg image with an
+    explanation is, with probability ``explanatory``, a text-only sample (the query, then the explanation
+    as the answer, no mask, the image once); otherwise, with even odds, a plain sample or one whose
+    question asks for an explanation and whose answer is ``[SEG]`` followed by it.
+
     Arguments:
       name (str): the dataset's name in the mixture.
       data (ImageSegData): a ``ReasonSegDataset`` or ``ReferSegDataset``.
-      max_expressions (int): queries per sample (VISA: 3), drawn without replacement.
+      max_expressions (int): queries per sample (VISA: 3).
+      explanatory (float): probability of the text-only variant for images with an explanation (VISA: 0.1).
     """
 
-    def __init__(self, name: str, data: ImageSegData, max_expressions: int = MAX_EXPRESSIONS) -> None:
-        self.name, self.data, self.max_expressions = name, data, max_expressions
+    def __init__(
+        self, name: str, data: ImageSegData, max_expressions: int = MAX_EXPRESSIONS, explanatory: float = 0.1
+    ) -> None:
+        self.name, self.data = name, data
+        self.max_expressions, self.explanatory = max_expressions, explanatory
 
     def __repr__(self) -> str:
         return f"ImageSamples({self.name!r}, {self.data!r})"
 
     def draw(self, rng: np.random.Generator) -> VisaSample:
-        """One image: references ``uint8 [1,H,W,3]``, the same image as target, ``gt_masks bool [N,H,W]``."""
+        """One image: references ``uint8 [1,H,W,3]`` (``[0,H,W,3]`` when text-only), the image as target,
+        ``gt_masks bool [N,H,W]`` (``[0,H,W]`` when text-only) and one prompt per query."""
         index = int(rng.integers(len(self.data)))
         queries = self.data.queries(index)
         count = min(self.max_expressions, len(queries))
-        picks = sorted(int(i) for i in rng.choice(len(queries), count, replace=False))
-        expressions = [queries[i] for i in picks]
-        questions, answers = draw_templates(expressions, rng)
+        picks = [int(i) for i in rng.choice(len(queries), count, replace=False)]
+        texts = [queries[i] for i in picks]
+        sentence = self.data.is_sentence(index)
+        explanation = self.data.explanation(index)
+        variant = "plain"
+        if explanation is not None:
+            variant = (
+                "text" if rng.random() < self.explanatory else ("plain", "explained")[int(rng.integers(2))]
+            )
         image = self.data.read_image(index)
+        if variant == "text":  # the explanation alone: "(0)<image>\n{query}" -> explanation, no [SEG]
+            prompts = [instruction_prompt([(text, explanation)], 1) for text in texts]
+            empty = np.zeros((0, *image.shape[:2]), dtype=bool)
+            return VisaSample(image[None][:0], image, texts, empty, prompts=prompts, dataset=self.name)
+        prompts = []
+        for text in texts:
+            answer = ANSWER_LIST[int(rng.integers(len(ANSWER_LIST)))]
+            if variant == "explained":
+                template = EXPLANATORY_QUESTION_LIST[int(rng.integers(len(EXPLANATORY_QUESTION_LIST)))]
+                question, answer = template.format(sent=text.lower()), f"{answer} {explanation}"
+            elif sentence:
+                question = LONG_QUESTION_LIST[int(rng.integers(len(LONG_QUESTION_LIST)))].format(sent=text)
+            else:
+                question = SHORT_QUESTION_LIST[int(rng.integers(len(SHORT_QUESTION_LIST)))].format(
+                    sent=text.lower()
+                )
+            prompts.append(build_conversation(expand_video_slot(question, 1), answer))
         gt = self.data.masks(index, picks, image.shape[:2])
-        return VisaSample(image[None], image, expressions, gt, questions, answers, dataset=self.name)
+        return VisaSample(image[None], image, texts, gt, prompts=prompts, dataset=self.name)
 
 
 class InstructionSamples:
