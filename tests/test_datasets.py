@@ -202,19 +202,31 @@ def test_instruction_json_images_and_video(tmp_path):
     data = InstructionDataset(path, image_root=tmp_path / "images")
     assert len(data) == 3
     first = data.item(0)
-    assert first.turns == [("What is in the image?", "A red square."), ("Where is it?", "On the left.")]
+    assert first.turns == [
+        ("<image>\nWhat is in the image?", "A red square."),
+        ("Where is it?", "On the left."),
+    ]
     assert first.image_paths == [tmp_path / "images" / "000001.jpg"] and first.video_path is None
-    assert data.item(1).turns[0][0] == "Compare  and ."  # placeholders removed; slots are added later
+    assert data.item(1).turns[0][0] == "Compare <image> and <image>."  # kept; the builder places slots
     assert len(data.item(1).image_paths) == 2
     assert data.item(2).video_path == tmp_path / "images" / "clip"
+
+
+def test_instruction_json_drops_a_leading_assistant_message(tmp_path):
+    path = tmp_path / "data.json"
+    messages = [("gpt", "Hello."), ("human", "<image>\nWhat?"), ("gpt", "A cat.")]
+    path.write_text(
+        json.dumps([{"image": "x.jpg", "conversations": [{"from": f, "value": v} for f, v in messages]}])
+    )
+    assert InstructionDataset(path).item(0).turns == [("<image>\nWhat?", "A cat.")]
 
 
 @pytest.mark.parametrize(
     ("entries", "message"),
     [
         ({"conversations": []}, "expected a non-empty JSON list"),
-        ([{"id": 7, "conversations": [{"from": "gpt", "value": "a"}, {"from": "human", "value": "q"}]}],
-         r"entry 0 \(id 7\): turns 0,1 are from 'gpt','human'"),
+        ([{"id": 7, "conversations": [{"from": "human", "value": "a"}, {"from": "human", "value": "q"}]}],
+         r"entry 0 \(id 7\): turns 0,1 are from 'human','human'"),
         ([{"conversations": [{"from": "human", "value": "q"}]}], "must hold human/gpt pairs"),
         ([{"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": " "}]}],
          "empty answer"),

@@ -15,7 +15,7 @@ from visa_lib.data.revos import load_revos
 from visa_lib.model.prompts import ANSWER_LIST, IGNORE_INDEX, IMAGE_TOKEN, question_templates
 from visa_lib.model.tokenizer import build_toy_tokenizer
 from visa_lib.paths import REASONVOS_LITE
-from visa_lib.train.conversation import conversation_labels, instruction_prompt
+from visa_lib.train.conversation import conversation_labels, instruction_prompt, instruction_turns
 from visa_lib.train.mixture import (
     VISA_FAMILY_RATES,
     VISA_RVOS_RATES,
@@ -150,10 +150,66 @@ def test_instruction_samples_prompts_slots_and_labels(tmp_path):
     assert 1 in seen and 2 in seen and any(8 <= f <= 12 for f in seen)  # image, two images, video frames
 
 
+@pytest.mark.parametrize(
+    ("turns", "frames", "style", "expected"),
+    [
+        # LLaVA: every round, the placeholder replaced by numbered slots in front of its question
+        ([("What is it? <image>", "A cat."), ("Where?", "Left.")], 1, "llava",
+         [("(0)<image>\nWhat is it?", "A cat."), ("Where?", "Left.")]),
+        # ... in front of the first question when no question has one
+        ([("What is it?", "A cat.")], 2, "llava", [("(0)<image>, (1)<image>\nWhat is it?", "A cat.")]),
+        # Chat-UniVi: the last round only, a single <image> stays as written
+        ([("<image>\nWhat is it?", "A cat."), ("<image>\nAnd now?", "A dog.")], 1, "chatunivi",
+         [("<image>\nAnd now?", "A dog.")]),
+        # ... a trailing <image> (ScienceQA) moves to the front
+        ([("Context: a map. <image>", "North.")], 1, "chatunivi", [("<image>\nContext: a map.", "North.")]),
+        # ... <image><image> and <video> become numbered slots in place
+        ([("Compare <image><image> please.", "Same.")], 2, "chatunivi",
+         [("Compare (0)<image>, (1)<image> please.", "Same.")]),
+        ([("<video>\nWhat happens?", "It rains.")], 3, "chatunivi",
+         [("(0)<image>, (1)<image>, (2)<image>\nWhat happens?", "It rains.")]),
+        # ... placeholders that do not match the frames: numbered slots in front instead
+        ([("Describe <image>.", "Two dogs.")], 2, "chatunivi",
+         [("(0)<image>, (1)<image>\nDescribe .", "Two dogs.")]),
+    ],
+)  # fmt: skip
+def test_instruction_turns_place_one_slot_per_frame(turns, frames, style, expected):
+    rounds = instruction_turns(turns, frames, style)
+    assert rounds == expected
+    assert instruction_prompt(rounds).count(IMAGE_TOKEN) == frames
+
+
+def test_instruction_turns_errors():
+    with pytest.raises(ValueError, match="style 'vqa' is unknown"):
+        instruction_turns([("q", "a")], 1, "vqa")
+    with pytest.raises(ValueError, match="at least one round and one frame"):
+        instruction_turns([("q", "a")], 0)
+
+
+def test_chatunivi_samples_last_round_and_square_images(tmp_path):
+    data = InstructionDataset(write_instruction_json(tmp_path), image_root=tmp_path / "images")
+    builder = InstructionSamples("chatunivi", data, style="chatunivi", frame_range=(3, 3))
+    prompts = {}
+    for seed in range(12):
+        sample = builder.draw(np.random.default_rng(seed))
+        frames = len(sample.reference_frames) + 1
+        assert sample.prompts[0].count(IMAGE_TOKEN) == frames and sample.prompts[0].count("USER:") == 1
+        prompts[frames] = (sample.prompts[0], sample.target_image)
+    one_image, image = prompts[1]
+    assert "USER: (0)<image>\nWhere is it? ASSISTANT: On the left.</s>" in one_image  # the last round
+    assert image.shape == (24, 24, 3)  # the 20x24 image centred on a square of CLIP's mean colour
+    np.testing.assert_array_equal(image[0, 0], [122, 116, 104])
+    assert "(0)<image>, (1)<image>, (2)<image>\nWhat happens?" in prompts[3][0]
+    with pytest.raises(ValueError, match="style 'x' is unknown"):
+        InstructionSamples("bad", data, style="x")
+
+
 def test_conversation_labels_cover_every_answer():
     tokenizer = build_toy_tokenizer(extra_words=["where", "brighter"])
     prompt = instruction_prompt(
-        [("what is in the image?", "it is red square."), ("where is it?", "on the left.")], 2
+        instruction_turns(
+            [("<image> what is in the image?", "it is red square."), ("where is it?", "on the left.")], 2
+        )
     )
     assert prompt.count(IMAGE_TOKEN) == 2
     with warnings.catch_warnings():

@@ -9,9 +9,9 @@ and Chat-UniVi's instruction sets); they supervise text only. The layout (``docs
     <image root>/<file>        images named by "image"
     <video root>/<file>        videos named by "video" (a video file or a folder of frames)
 
-Turns alternate human / gpt, starting with a human turn. The ``<image>`` / ``<video>`` placeholders are
-stripped from the text here; ``visa_lib.train.mixture`` writes VISA's own frame slots back in front of the
-first question.
+Turns alternate human / gpt (a leading gpt message is dropped, as VISA's loaders do). The text is kept as
+written, ``<image>`` / ``<video>`` placeholders included; ``visa_lib.train.sample_builders`` turns them
+into VISA's numbered frame slots (LLaVA and Chat-UniVi data are placed differently).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from visa_lib.data.revos import DatasetFormatError, read_json
 #: Roles of the two speakers in the JSON (``"from"``); LLaVA also writes "user"/"assistant" in places.
 HUMAN_ROLES = ("human", "user")
 GPT_ROLES = ("gpt", "assistant")
-_PLACEHOLDERS = ("<image>", "<video>")
 
 
 @dataclass
@@ -33,7 +32,7 @@ class InstructionItem:
     """One conversation.
 
     Attributes:
-      turns (list[tuple[str, str]]): ``(question, answer)`` rounds, placeholders removed.
+      turns (list[tuple[str, str]]): ``(question, answer)`` rounds as written (placeholders kept).
       image_paths (list[Path]): images the conversation is about, in order (empty if none).
       video_path (Path | None): a video file or frame folder the conversation is about.
     """
@@ -43,16 +42,12 @@ class InstructionItem:
     video_path: Path | None = None
 
 
-def _strip_placeholders(text: str) -> str:
-    for placeholder in _PLACEHOLDERS:
-        text = text.replace(placeholder, "")
-    return text.strip()
-
-
 def _parse_entry(entry: Any, where: str) -> tuple[list[tuple[str, str]], list[str], str | None]:
     if not isinstance(entry, dict) or not isinstance(entry.get("conversations"), list):
         raise DatasetFormatError(f"{where}: expected {{'conversations': [{{'from', 'value'}}, ...], ...}}")
     messages = entry["conversations"]
+    if messages and isinstance(messages[0], dict) and messages[0].get("from") in GPT_ROLES:
+        messages = messages[1:]  # a conversation opened by the assistant: its first message is dropped
     if len(messages) < 2 or len(messages) % 2:
         raise DatasetFormatError(
             f"{where}: 'conversations' must hold human/gpt pairs, got {len(messages)} turns"
@@ -67,7 +62,7 @@ def _parse_entry(entry: Any, where: str) -> tuple[list[tuple[str, str]], list[st
                 f"{where}: turns {k},{k + 1} are from {pair[0].get('from')!r},{pair[1].get('from')!r}; "
                 "expected 'human' then 'gpt'"
             )
-        question, answer = _strip_placeholders(pair[0]["value"]), pair[1]["value"].strip()
+        question, answer = pair[0]["value"].strip(), pair[1]["value"].strip()
         if not answer:
             raise DatasetFormatError(f"{where}: turn {k + 1} has an empty answer")
         turns.append((question, answer))

@@ -6,7 +6,8 @@ The VISA question templates (``visa_lib.model.prompts``) cover segmentation samp
     {SYSTEM} USER: (0)<image>\\n{q1} ASSISTANT: {a1}</s>USER: {q2} ASSISTANT: {a2}</s>
 
 As in VISA, the loss falls on every answer and its ``</s>``; the system message, the questions and the
-image slots carry ``IGNORE_INDEX``.
+image slots carry ``IGNORE_INDEX``. :func:`instruction_turns` gives the rounds VISA trains on and puts
+one ``<image>`` slot per frame where VISA puts it, which differs for LLaVA and Chat-UniVi data.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from visa_lib.model.prompts import (
     SEP,
     SEP2,
     USER_ROLE,
+    VIDEO_TOKEN,
     build_conversation,
 )
 from visa_lib.model.tokenizer import tokenize_prompt
@@ -44,20 +46,76 @@ def image_slots(num_images: int) -> str:
     return ", ".join(f"({i}){IMAGE_TOKEN}" for i in range(num_images))
 
 
-def instruction_prompt(turns: Sequence[tuple[str, str]], num_images: int) -> str:
-    """The ``llava_v1`` text of a multi-round conversation; the image slots open the first question.
+#: Where VISA puts the frame slots of instruction data: LLaVA-Instruct or Chat-UniVi's sets.
+INSTRUCTION_STYLES = ("llava", "chatunivi")
+
+
+def _without_placeholders(text: str) -> str:
+    return text.replace(IMAGE_TOKEN, "").replace(VIDEO_TOKEN, "").strip()
+
+
+def _chatunivi_question(question: str, num_frames: int) -> str:
+    """Chat-UniVi's question with its slots: ``<video>`` -> numbered slots, ``<image><image>`` likewise."""
+    if question.endswith(IMAGE_TOKEN):  # ScienceQA writes the image last; VISA moves it to the front
+        question = IMAGE_TOKEN + "\n" + _without_placeholders(question)
+    if question.count(VIDEO_TOKEN) == 1:
+        question = question.replace(VIDEO_TOKEN, image_slots(num_frames))
+    elif num_frames > 1 and IMAGE_TOKEN * num_frames in question:
+        question = question.replace(IMAGE_TOKEN * num_frames, image_slots(num_frames), 1)
+    if question.count(IMAGE_TOKEN) != num_frames or VIDEO_TOKEN in question:
+        # VISA would feed frames without slots; here every frame needs its slot, so they go first
+        question = image_slots(num_frames) + "\n" + _without_placeholders(question)
+    return question
+
+
+def instruction_turns(
+    turns: Sequence[tuple[str, str]], num_frames: int, style: str = "llava"
+) -> list[tuple[str, str]]:
+    """The rounds VISA trains on, with exactly one ``<image>`` slot per frame (``docs/datasets.md``).
+
+    ``"llava"`` (LLaVA-Instruct): every round; the placeholders are removed and the numbered slots
+    ``"(0)<image>, ...\n"`` open the first question that had one (the first question if none had).
+    ``"chatunivi"`` (Chat-UniVi's sets): the last round only; ``<video>`` and ``<image><image>`` become
+    numbered slots, a single ``<image>`` stays where it is written (a trailing one moves to the front);
+    a question whose placeholders do not match the frames gets numbered slots in front instead.
 
     Arguments:
-      turns (Sequence[tuple[str, str]]): ``(question, answer)`` rounds, without placeholders.
-      num_images (int): image slots before the first question (one per image or video frame).
+      turns (Sequence[tuple[str, str]]): ``(question, answer)`` rounds as read (placeholders kept).
+      num_frames (int): images, or frames drawn from the video (>= 1).
+      style (str): one of :data:`INSTRUCTION_STYLES`.
     Returns:
-      str: the prompt with ``num_images`` ``<image>`` placeholders and every answer closed by ``</s>``.
+      list[tuple[str, str]]: rounds for :func:`instruction_prompt`; answers carry no placeholder.
+    """
+    if style not in INSTRUCTION_STYLES:
+        raise ValueError(f"instruction style {style!r} is unknown; use one of {INSTRUCTION_STYLES}")
+    if not turns or num_frames < 1:
+        raise ValueError("instruction_turns: give at least one round and one frame")
+    if style == "chatunivi":
+        question, answer = turns[-1]
+        return [(_chatunivi_question(question.strip(), num_frames), _without_placeholders(answer))]
+    marked = [k for k, (q, _) in enumerate(turns) if IMAGE_TOKEN in q or VIDEO_TOKEN in q]
+    first = marked[0] if marked else 0
+    rounds = []
+    for k, (question, answer) in enumerate(turns):
+        question = _without_placeholders(question)
+        if k == first:
+            question = image_slots(num_frames) + "\n" + question
+        rounds.append((question, _without_placeholders(answer)))
+    return rounds
+
+
+def instruction_prompt(turns: Sequence[tuple[str, str]]) -> str:
+    """The ``llava_v1`` text of a multi-round conversation.
+
+    Arguments:
+      turns (Sequence[tuple[str, str]]): ``(question, answer)`` rounds; the questions already hold their
+        ``<image>`` slots (e.g. ``image_slots(1) + "\n" + question``).
+    Returns:
+      str: ``"{SYSTEM} USER: {q1} ASSISTANT: {a1}</s>USER: {q2} ASSISTANT: {a2}</s>..."``.
     """
     if not turns:
         raise ValueError("instruction_prompt: give at least one (question, answer) round")
     first_question, first_answer = turns[0]
-    if num_images:
-        first_question = image_slots(num_images) + "\n" + first_question
     text = build_conversation(first_question, first_answer)
     for question, answer in turns[1:]:
         text += USER_ROLE + ": " + question + SEP + ASSISTANT_ROLE + ": " + answer + SEP2

@@ -24,7 +24,8 @@ Formats: ``revos``, ``mevis``, ``lvvis``, ``refytvos``, ``davis17`` (videos); ``
 ``refcoco+``, ``refcocog``, ``refclef`` (images); ``instruction`` (LLaVA / Chat-UniVi JSON). Options per
 dataset: videos ``frame_range``, ``max_expressions``, ``negative_prob``, ``policy``; images
 ``max_expressions``, ``explanatory`` (and ReasonSeg ``explanatory_file``, refer ``split_by``,
-``image_root``); instruction ``image_root``, ``video_root``, ``frame_range``.
+``image_root``); instruction ``image_root``, ``video_root``, ``style``
+(``llava`` or ``chatunivi``), ``frame_range``.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def samples_from_config(spec: Mapping[str, Any]) -> SampleBuilder:
         from visa_lib.data.instruction import InstructionDataset
 
         data = InstructionDataset(root, spec.pop("image_root", None), spec.pop("video_root", None))
-        knobs = {"frame_range": spec.pop("frame_range")} if "frame_range" in spec else {}
+        knobs = {k: spec.pop(k) for k in ("style", "frame_range") if k in spec}
         builder = InstructionSamples(name, data, **knobs)
     else:
         valid = ", ".join(VIDEO_FORMATS + IMAGE_FORMATS + TEXT_FORMATS)

@@ -10,8 +10,9 @@ from ``rng``, so a sample is a pure function of the generator's seed (``docs/dat
   (``visa_lib.data.sampling.sample_training_clip``); a random question and answer template each.
 * :class:`ImageSamples` (ReasonSeg, refCOCO family): the image is both the single reference frame and
   the target image; up to 3 of its queries, each with its own mask.
-* :class:`InstructionSamples` (LLaVA / Chat-UniVi JSON): the conversation as it is, its images (or 8-12
-  frames of its video) in front of the first question; no ``[SEG]``, no mask, CE loss on the answers.
+* :class:`InstructionSamples` (LLaVA / Chat-UniVi JSON): the conversation with one ``<image>`` slot per
+  image (or per frame of 8-12 drawn from its video), placed as VISA places them for LLaVA or Chat-UniVi
+  data (``visa_lib.train.conversation.instruction_turns``); no ``[SEG]``, no mask, CE loss on the answers.
 """
 
 from __future__ import annotations
@@ -38,7 +39,14 @@ from visa_lib.model.prompts import (
     build_conversation,
     expand_video_slot,
 )
-from visa_lib.train.conversation import EXPLANATORY_QUESTION_LIST, instruction_prompt
+from visa_lib.model.vision import VisionTower
+from visa_lib.train.conversation import (
+    EXPLANATORY_QUESTION_LIST,
+    INSTRUCTION_STYLES,
+    image_slots,
+    instruction_prompt,
+    instruction_turns,
+)
 from visa_lib.train.revos_samples import clip_ground_truth, draw_templates
 from visa_lib.train.step import VisaSample
 
@@ -166,7 +174,7 @@ class ImageSamples:
             )
         image = self.data.read_image(index)
         if variant == "text":  # the explanation alone: "(0)<image>\n{query}" -> explanation, no [SEG]
-            prompts = [instruction_prompt([(text, explanation)], 1) for text in texts]
+            prompts = [instruction_prompt([(image_slots(1) + "\n" + text, explanation)]) for text in texts]
             empty = np.zeros((0, *image.shape[:2]), dtype=bool)
             return VisaSample(image[None][:0], image, texts, empty, prompts=prompts, dataset=self.name)
         prompts = []
@@ -186,20 +194,45 @@ class ImageSamples:
         return VisaSample(image[None], image, texts, gt, prompts=prompts, dataset=self.name)
 
 
+#: CLIP's mean colour on 0-255, the background Chat-UniVi pads its images with.
+CLIP_MEAN_COLOR = tuple(int(c * 255) for c in VisionTower.pixel_mean)
+
+
+def _pad_to_square(image: np.ndarray, color: tuple[int, int, int]) -> np.ndarray:
+    """``uint8 [H,W,3]`` centred on a ``color`` square of side ``max(H, W)`` (Chat-UniVi's ``pad`` images)."""
+    height, width = image.shape[:2]
+    side = max(height, width)
+    square = np.empty((side, side, 3), dtype=np.uint8)
+    square[...] = color
+    top, left = (side - height) // 2, (side - width) // 2
+    square[top : top + height, left : left + width] = image
+    return square
+
+
 class InstructionSamples:
     """Instruction conversations (text answers only) with their images or video frames.
 
     Arguments:
       name (str): the dataset's name in the mixture.
       data (InstructionDataset): the conversations.
+      style (str): ``"llava"`` (LLaVA-Instruct: every round, slots before the first question) or
+        ``"chatunivi"`` (Chat-UniVi's sets: the last round, slots where the placeholders are, images
+        padded to a square with CLIP's mean colour); see ``instruction_turns``.
       frame_range (tuple[int, int]): frames drawn from a video entry (Chat-UniVi data in VISA: 8-12).
     Raises:
-      ValueError: an entry has neither an image nor a video (every ``<image>`` slot needs a frame).
+      ValueError: an unknown style; an entry with neither an image nor a video (every ``<image>`` slot
+        needs a frame).
     """
 
     def __init__(
-        self, name: str, data: InstructionDataset, frame_range: tuple[int, int] = TRAIN_FRAME_RANGE
+        self,
+        name: str,
+        data: InstructionDataset,
+        style: str = "llava",
+        frame_range: tuple[int, int] = TRAIN_FRAME_RANGE,
     ) -> None:
+        if style not in INSTRUCTION_STYLES:
+            raise ValueError(f"dataset {name!r}: style {style!r} is unknown; use one of {INSTRUCTION_STYLES}")
         items = [data.item(k) for k in range(len(data))]
         blind = [k for k, item in enumerate(items) if not item.image_paths and item.video_path is None]
         if blind:
@@ -207,10 +240,10 @@ class InstructionSamples:
                 f"{data.json_path}: {len(blind)} entries (first: {blind[0]}) have no 'image' or 'video'; "
                 "VISA's model needs at least one frame per sample, so drop or pair these conversations"
             )
-        self.name, self.data, self.frame_range = name, data, tuple(frame_range)
+        self.name, self.data, self.style, self.frame_range = name, data, style, tuple(frame_range)
 
     def __repr__(self) -> str:
-        return f"InstructionSamples({self.name!r}, {self.data!r})"
+        return f"InstructionSamples({self.name!r}, {self.data!r}, style={self.style!r})"
 
     def _frames(self, index: int, rng: np.random.Generator) -> np.ndarray:
         from visa_lib.data.video import VideoFrames
@@ -221,6 +254,8 @@ class InstructionSamples:
             count = int(rng.integers(self.frame_range[0], self.frame_range[1] + 1))
             return np.stack([video[i] for i in uniform_segment_frames(len(video), count, rng)])
         images = [read_image(path) for path in item.image_paths]
+        if self.style == "chatunivi":
+            images = [_pad_to_square(image, CLIP_MEAN_COLOR) for image in images]
         height, width = images[0].shape[:2]
         return np.stack([_resize(image, height, width) for image in images])
 
@@ -228,12 +263,12 @@ class InstructionSamples:
         """One conversation: its K frames (the last is ``target_image``), ``gt_masks bool [0,H,W]``."""
         index = int(rng.integers(len(self.data)))
         frames = self._frames(index, rng)
-        turns = self.data.item(index).turns
+        turns = instruction_turns(self.data.item(index).turns, len(frames), self.style)
         return VisaSample(
             reference_frames=frames[:-1],
             target_image=frames[-1],
             expressions=[turns[0][0]],
             gt_masks=np.zeros((0, *frames.shape[1:3]), dtype=bool),
-            prompts=[instruction_prompt(turns, len(frames))],
+            prompts=[instruction_prompt(turns)],
             dataset=self.name,
         )
