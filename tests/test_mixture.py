@@ -309,3 +309,39 @@ def test_ranks_of_a_distributed_sampler_share_out_the_same_samples():
         sampler = torch.utils.data.DistributedSampler(mixture, num_replicas=2, rank=rank, shuffle=False)
         ranks.append(_fingerprint(data_loader(mixture, batch_size=1, sampler=sampler)))
     assert ranks[0] == whole[0::2] and ranks[1] == whole[1::2]
+
+
+def test_every_format_from_one_config_loads_in_two_workers(tmp_path):
+    from dataset_fixtures import two_videos, write_refytvos_published
+
+    from visa_lib.data.formats import write_mevis_split
+
+    write_mevis_split(tmp_path / "mevis", "train", *two_videos())
+    write_lvvis(tmp_path / "lvvis")
+    for name in ("refytvos", "davis17"):
+        write_refytvos_published(tmp_path / name)
+    write_reasonseg(tmp_path / "ReasonSeg")
+    refer = ("refcoco", "refcoco+", "refcocog")
+    for dataset in refer:
+        write_refer(tmp_path / "refer_seg", dataset, "umd" if dataset == "refcocog" else "unc")
+    instructions = write_instruction_json(tmp_path)
+    specs = [
+        {"name": "revos", "format": "revos", "root": REASONVOS_LITE},
+        *({"name": f, "format": f, "root": tmp_path / f} for f in ("mevis", "lvvis", "refytvos", "davis17")),
+        {"name": "reason_seg", "format": "reasonseg", "root": tmp_path / "ReasonSeg"},
+        *({"name": f, "format": f, "root": tmp_path / "refer_seg"} for f in refer),
+        {"name": "llava", "format": "instruction", "root": instructions, "image_root": tmp_path / "images"},
+        {"name": "univi", "format": "instruction", "style": "chatunivi", "root": instructions,
+         "image_root": tmp_path / "images", "frame_range": [3, 4]},
+    ]  # fmt: skip
+    for spec in specs:
+        spec["rate"] = 1.0
+    mixture = VisaMixture.from_config({"datasets": specs, "samples_per_epoch": 60, "seed": 3})
+    batches = list(data_loader(mixture, batch_size=4, num_workers=2))
+    in_workers = _fingerprint(batches)
+    assert in_workers == _fingerprint(data_loader(mixture, batch_size=4))
+    assert {name for name, *_ in in_workers} == {spec["name"] for spec in specs}  # every reader ran
+    for sample in (s for batch in batches for s in batch):
+        if sample.prompts is not None:  # image and instruction samples: one <image> slot per frame
+            frames = len(sample.reference_frames) + 1
+            assert all(p.count(IMAGE_TOKEN) == frames for p in sample.prompts), sample.dataset
