@@ -3,7 +3,7 @@
     visa infer --video clip.mp4 --text "which animal eats hay?"                  # toy rung, CPU
     visa infer --video frames/ --text "the cat" --text "what moves fastest?" --out outputs/infer
     visa infer --video frames/ --text "..." --config chatunivi-7b --weights VISA_DIR \\
-        --clip-weights CLIP_DIR --xmem-checkpoint XMem.pth --device cuda       # full rung, GPU
+        --clip-weights CLIP_DIR --xmem-weights XMem.pth --sampler uniform --device cuda   # full rung
 
 For each query it writes ``OUT/<NN_query>/masks/<frame>.png`` (0/255 masks, as VISA writes them),
 ``OUT/<NN_query>/overlay.gif`` (or ``.mp4``: the masks drawn on the video), ``OUT/<NN_query>/query.json``
@@ -53,8 +53,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Chat-UniVi checkpoint folder (full rung)",
     )
     parser.add_argument("--clip-weights", type=Path, help="CLIP ViT-L/14 folder (full rung)")
-    parser.add_argument("--sam-checkpoint", type=Path, help="SAM .pth (full rung from a Chat-UniVi folder)")
-    parser.add_argument("--xmem-checkpoint", type=Path, help="official XMem.pth (default: the toy XMem)")
+    parser.add_argument("--sam-weights", type=Path, help="SAM .pth (full rung from a Chat-UniVi folder)")
+    parser.add_argument("--xmem-weights", type=Path, help="official XMem.pth (required on the full rung)")
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        help="default: bfloat16 for a checkpoint folder, else float32",
+    )
+    parser.add_argument("--load-in-4bit", action="store_true", help="4-bit LLM (GPU, bitsandbytes)")
     parser.add_argument(
         "--sampler",
         default="toy",
@@ -144,22 +150,24 @@ def _check_weights(weights: str) -> Path | None:
 
 
 def _pipeline_kwargs(args: argparse.Namespace) -> dict:
+    """``build_pipeline`` keywords, the same names as the flags (``--clip-weights`` -> ``clip_weights``);
+    every path is checked here, before any model loads."""
     from visa_lib.cli import CliError
 
     kwargs: dict = {}
     weights = _check_weights(args.weights)
     if weights is not None:
-        kwargs["checkpoint" if weights.is_dir() else "weights"] = weights
-    for flag, key in (
-        ("clip_weights", "vision_weights"),
-        ("sam_checkpoint", "sam_checkpoint"),
-        ("xmem_checkpoint", "xmem_checkpoint"),
-    ):
-        path = getattr(args, flag)
+        kwargs["weights"] = weights
+    for name in ("clip_weights", "sam_weights", "xmem_weights"):
+        path = getattr(args, name)
         if path is not None:
             if not path.exists():
-                raise CliError(f"--{flag.replace('_', '-')} {path}: no such file or folder")
-            kwargs[key] = path
+                raise CliError(f"--{name.replace('_', '-')} {path}: no such file or folder")
+            kwargs[name] = path
+    if args.dtype is not None:
+        kwargs["dtype"] = args.dtype
+    if args.load_in_4bit:
+        kwargs["load_in_4bit"] = True
     return kwargs
 
 
@@ -307,7 +315,7 @@ def main(args: argparse.Namespace) -> int:
             targets = segment_target_frames(
                 frames, [texts[k] for k in todo], pipeline, target_frame=args.target_frame
             )
-        except (ValueError, KeyError) as err:
+        except (ValueError, KeyError, FileNotFoundError, ImportError) as err:
             raise CliError(str(err)) from None
         for k, target in zip(todo, targets, strict=True):
             try:
