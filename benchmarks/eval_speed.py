@@ -6,7 +6,7 @@ referring to two objects, whose ground truth is the sum as in ReVOS). Prediction
 slightly moved and resized, written as 0/255 8-bit PNGs as VISA writes them.
 
 The baseline (:func:`visa_style_eval`) follows the approach of VISA's ``tools/eval_revos.py`` (written
-here from its description in docs/evaluation.md, not copied): one task per expression on a process
+here from its description in docs/robustness.md, not copied): one task per expression on a process
 pool, and per expression, for every frame: ``cv2.imread`` of the PNG, a pycocotools decode of every
 ground-truth RLE and of the foreground RLE, J, the DAVIS F-measure with full-frame boundary maps and
 disk dilations, A and R on raw values; per-expression means x100 rounded to 2 decimals, subset means,

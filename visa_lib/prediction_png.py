@@ -1,7 +1,7 @@
 """Prediction PNGs read exactly as VISA's evaluator reads them, quickly, and what that reading would hide.
 
 VISA's ``tools/eval_revos.py`` reads every prediction with ``cv2.imread(path, cv2.IMREAD_GRAYSCALE)``
-(docs/evaluation.md). :func:`read_prediction_png` returns the same ``uint8 [H, W]`` values and also a
+(docs/robustness.md). :func:`read_prediction_png` returns the same ``uint8 [H, W]`` values and also a
 note when the file is one that reading silently changes:
 
 * a **16-bit** PNG: OpenCV keeps the high byte of each value, so a 0/255 mask saved as 16-bit reads
