@@ -360,10 +360,11 @@ def _score_video(
             break
         chunk = slice(start, min(start + FRAME_CHUNK, len(meta.frames)))
         fg = split.foreground_masks(video, chunk) if "R" in names else None
+        decoded: dict[int, np.ndarray] = {}  # each object decoded once per chunk, for every expression
         for exp_id in alive:
             try:
                 pred = readers[exp_id](chunk, meta.frames[chunk])
-                gt = split.gt_masks(video, exp_id, chunk)
+                gt = split.gt_masks(video, exp_id, chunk, decoded)
                 for name, per_frame in _frame_scores(pred, gt, fg, names, mode).items():
                     sums[exp_id][name] += float(np.sum(per_frame))
             except PredictionError as err:

@@ -374,13 +374,21 @@ class RevosSplit:
     def _decode(self, rles: Sequence[RLE | None], video: VideoMeta, frames: slice) -> np.ndarray:
         return decode_rles(rles[frames], (video.height, video.width))
 
-    def gt_masks(self, video: str, exp_id: str, frames: slice | None = None) -> np.ndarray:
+    def gt_masks(
+        self,
+        video: str,
+        exp_id: str,
+        frames: slice | None = None,
+        decoded: dict[int, np.ndarray] | None = None,
+    ) -> np.ndarray:
         """Ground truth of one expression as VISA's evaluator builds it.
 
         Args:
             video: video name.
             exp_id: expression key.
             frames: optional slice of frame indices (to bound memory on long videos).
+            decoded: ``{anno_id: uint8 [T, H, W]}`` of these frames, filled and reused (the evaluator
+                shares it between the expressions of a video that refer to the same objects).
 
         Returns:
             ``uint8 [T, H, W]``: the SUM over the expression's ``anno_id`` masks (0/1 each), so overlapping
@@ -393,7 +401,12 @@ class RevosSplit:
         count = len(range(*frames.indices(len(meta.frames))))
         total = np.zeros((count, meta.height, meta.width), dtype=np.uint8)
         for anno_id in meta.expressions[exp_id].anno_ids:
-            total += self._decode(self.mask_dict[str(anno_id)], meta, frames)
+            if decoded is None:
+                total += self._decode(self.mask_dict[str(anno_id)], meta, frames)
+                continue
+            if anno_id not in decoded:
+                decoded[anno_id] = self._decode(self.mask_dict[str(anno_id)], meta, frames)
+            total += decoded[anno_id]
         return total
 
     def foreground_masks(self, video: str, frames: slice | None = None) -> np.ndarray:
