@@ -8,7 +8,7 @@ models are the same at every length, so any growth comes from holding frames, ma
 
 Usage::
 
-    python benchmarks/infer_memory.py [--frames 24 240] [--scale 1] [--xmem-size N] [--overlay gif] [--json F]
+    python benchmarks/infer_memory.py [--frames 240 2400] [--scale 1] [--xmem-size N] [--overlay gif]
 
 The last line printed is ``ratio <peak at the longest / peak at the shortest>``.
 """
@@ -71,7 +71,7 @@ def peak_rss(video: Path, out: Path, overlay: str = "gif", xmem_size: int | None
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, nargs="+", default=[24, 240], help="video lengths")
+    parser.add_argument("--frames", type=int, nargs="+", default=[240, 2400], help="video lengths")
     parser.add_argument("--overlay", default="gif", choices=("gif", "mp4", "none"))
     parser.add_argument("--scale", type=int, default=1, help="enlarge the 320x240 frames this many times")
     parser.add_argument("--xmem-size", type=int, help="visa infer --xmem-size (default: the toy's 120)")
