@@ -22,7 +22,7 @@ demo: setup
 
 # JupyterLab on the notebooks folder (opens http://localhost:8888/lab; Ctrl-C stops it).
 lab: setup
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # Headless runs save text progress bars, not widgets that show "0%" once reopened: with QT_API set,
 # tqdm.auto chooses its console bar (tqdm/autonotebook.py), whose last line stays in the output.

@@ -68,7 +68,11 @@ def test_wide_outline_on_large_frames():
     mask = np.zeros((80, 80), bool)
     mask[10:70, 10:70] = True
     drawn = (overlay(frame, mask, alpha=0.0) != 0).any(axis=2)
-    assert drawn[10, 10 : 10 + 60].all() and drawn[10 + OUTLINE_WIDTH - 1, 40] and not drawn[10 + OUTLINE_WIDTH, 40]
+    assert (
+        drawn[10, 10 : 10 + 60].all()
+        and drawn[10 + OUTLINE_WIDTH - 1, 40]
+        and not drawn[10 + OUTLINE_WIDTH, 40]
+    )
     assert not drawn[40, 40] and not drawn[5, 5]
 
 

@@ -168,8 +168,12 @@ def show_mask(mask: np.ndarray, ax=None, index: int = 0, alpha: float = MASK_ALP
         rgba[..., 3] = one * alpha
         ax.imshow(rgba, interpolation="nearest")
         if outline and one.any() and not one.all():
-            ax.contour(one.astype(np.float32), levels=[0.5], colors=[hex_colour(index + k)],
-                       linewidths=OUTLINE_WIDTH * 0.75)
+            ax.contour(
+                one.astype(np.float32),
+                levels=[0.5],
+                colors=[hex_colour(index + k)],
+                linewidths=OUTLINE_WIDTH * 0.75,
+            )
     return ax
 
 
@@ -182,7 +186,9 @@ def show_points(points: np.ndarray, labels: np.ndarray | None = None, ax=None, s
     labels = np.ones(len(points), int) if labels is None else np.asarray(labels).reshape(-1)
     for value, face in ((1, POSITIVE), (0, NEGATIVE)):
         chosen = points[labels == value]
-        ax.scatter(chosen[:, 0], chosen[:, 1], s=size, marker="*", color=face, edgecolor="white", linewidth=1.2)
+        ax.scatter(
+            chosen[:, 0], chosen[:, 1], s=size, marker="*", color=face, edgecolor="white", linewidth=1.2
+        )
     return ax
 
 
@@ -193,7 +199,9 @@ def show_box(box: Sequence[float], ax=None, index: int = 0):
     ax = ax if ax is not None else plt.gca()
     x0, y0, x1, y1 = (float(v) for v in box)
     ax.add_patch(
-        plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=hex_colour(index), linewidth=OUTLINE_WIDTH)
+        plt.Rectangle(
+            (x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=hex_colour(index), linewidth=OUTLINE_WIDTH
+        )
     )
     return ax
 
