@@ -1,6 +1,6 @@
 """Dataset-level evaluation: ReVOS (J, F, A, R), MeViS and Ref-DAVIS17 (J, F), VISA's aggregation rules.
 
-Per expression (reference/visa_facts.md §6.1-6.2): every metric is the mean over ALL frames of the
+Per expression (docs/evaluation.md): every metric is the mean over ALL frames of the
 video, x100 and rounded to 2 decimals, and ``J&F = (J + F) / 2``. ReVOS subsets: ``referring``
 (``type_id`` 0), ``reasoning`` (1) and ``no_target`` (2, which VISA leaves out of every summary; we
 report it on its own). **overall = mean(referring, reasoning)** for every metric, not the mean over all

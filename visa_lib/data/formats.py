@@ -18,7 +18,7 @@ Ref-DAVIS17 (Ref-Youtube-VOS style)::
     <split>/mask_dict.pkl (or .json)  {str(k): [RLE or null per frame]}
 
 where ``k`` numbers the expressions in the order: videos sorted by name, then the expression ids of each
-video sorted AS STRINGS ("0", "1", "10", "2", ...) (reference/visa_facts.md §5.1). One object per
+video sorted AS STRINGS ("0", "1", "10", "2", ...) (docs/datasets.md). One object per
 expression. A ``.pkl`` is read with :func:`visa_lib.data.safe_pickle.load_pickle`, which admits plain data
 only and never runs code from the file (``.json`` is preferred when both exist).
 """

@@ -1,6 +1,6 @@
 """The ReVOS dataset format: reader (with validation), writer, and ground-truth decoding.
 
-A ReVOS root holds (reference/visa_facts.md §5.1)::
+A ReVOS root holds (docs/datasets.md)::
 
     JPEGImages/<video>/<frame>.jpg        video names may contain "/" (e.g. "TAO/abc") -> nested folders
     meta_expressions_<split>_.json        {"videos": {video: {"frames", "expressions", "height", "width"}}}
@@ -449,7 +449,7 @@ def _check_video_name(name: str) -> None:
 
 
 def meta_to_json(videos: Iterable[VideoMeta], with_type: bool = True, with_size: bool = True) -> dict:
-    """The ``meta_expressions`` JSON object for ``videos`` (schema of reference/visa_facts.md §5.1)."""
+    """The ``meta_expressions`` JSON object for ``videos`` (schema in docs/datasets.md)."""
     out: dict[str, Any] = {}
     for video in videos:
         entry: dict[str, Any] = {"frames": list(video.frames), "expressions": {}}

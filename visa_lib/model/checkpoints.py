@@ -1,6 +1,6 @@
 """Checkpoints of the VISA model: Chat-UniVi, merged VISA, and our own safetensors format.
 
-Three layouts are read (reference/visa_facts.md §4):
+Three layouts are read (docs/checkpoints.md):
 
 * **Chat-UniVi-7B/13B** (Hugging Face folder): LLaMA keys ``model.embed_tokens.weight``,
   ``model.layers.{i}.*``, ``model.norm.weight``, ``lm_head.weight`` and ``model.mm_projector.*``.

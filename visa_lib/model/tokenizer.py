@@ -35,8 +35,8 @@ SPECIAL_TOKENS: tuple[str, ...] = (BOS, EOS, UNK, PAD, IMAGE_TOKEN)
 #: Matches VISA's ``model_max_length``.
 MODEL_MAX_LENGTH = 2048
 
-# Questions other parts of the pipeline ask the toy LLM (the TFS frame sampler): the short form of
-# DESIGN.md and LLaMA-VID's client question and movie wrapper (reference/visa_facts.md §7).
+# Questions other parts of the pipeline ask the toy LLM (the TFS frame sampler): the paper's short form
+# and LLaMA-VID's client question and movie wrapper (docs/pipeline.md).
 _EXTRA_TEXTS: tuple[str, ...] = (
     "To find {query}, which percentage mark of the video should I check?",
     "If I want to find '{query}', which percentage mark of the video should I check? "
