@@ -15,13 +15,24 @@ DOCS = REPO_ROOT / "docs"
 SEARCHED = ("visa_lib", "scripts", "tests", "benchmarks")
 # Files of the design notes that users never get (the names are assembled so this file does not match).
 OUTSIDE = re.compile(
-    r"\b(" + "|".join(["visa" + "_facts", "xmem_davis" + "_facts", "field" + "_anchors", r"DESIGN\.md"])
-    + r")\b|(?<![\w/])" + "refer" + r"ence/\w+\.md"
+    r"\b("
+    + "|".join(["visa" + "_facts", "xmem_davis" + "_facts", "field" + "_anchors", r"DESIGN\.md"])
+    + r")\b|(?<![\w/])"
+    + "refer"
+    + r"ence/\w+\.md"
 )
 CITED_PAGE = re.compile(r"docs/([\w-]+\.md)")
 #: Pages this project's own issue writes (item 5 of issue 14); the others are written alongside.
-REQUIRED = ("README.md", "pipeline.md", "merging.md", "prompt.md", "sam_and_seg_head.md", "xmem.md",
-            "evaluation.md", "training_recipe.md")
+REQUIRED = (
+    "README.md",
+    "pipeline.md",
+    "merging.md",
+    "prompt.md",
+    "sam_and_seg_head.md",
+    "xmem.md",
+    "evaluation.md",
+    "training_recipe.md",
+)
 
 
 def _files():
@@ -64,5 +75,7 @@ def test_docs_name_their_sources():
     for page in REQUIRED[1:]:
         text = (DOCS / page).read_text()
         assert text.splitlines()[0].startswith("# "), page
-        assert "Source" in text and "paper" in text, f"docs/{page} must name the paper and the files it draws on"
+        assert "Source" in text and "paper" in text, (
+            f"docs/{page} must name the paper and the files it draws on"
+        )
         assert re.search(r"`[\w/]+\.py`", text), f"docs/{page} must name the original repository's files"

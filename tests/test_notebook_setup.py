@@ -26,6 +26,15 @@ def test_setup_sets_legible_figures():
     setup(verbose=False)
     rc = matplotlib.rcParams
     assert rc["figure.dpi"] >= 100 and rc["savefig.dpi"] >= 100
-    sizes = [rc[k] for k in ("font.size", "axes.titlesize", "axes.labelsize", "xtick.labelsize",
-                             "ytick.labelsize", "legend.fontsize")]
+    sizes = [
+        rc[k]
+        for k in (
+            "font.size",
+            "axes.titlesize",
+            "axes.labelsize",
+            "xtick.labelsize",
+            "ytick.labelsize",
+            "legend.fontsize",
+        )
+    ]
     assert all(isinstance(s, (int, float)) and s >= 9 for s in sizes), sizes
