@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from visa_lib.data.rle import RLE, decode_rles, encode_rle, encode_video_rle
+from visa_lib.paths import display_path
 
 #: Subset names of ``type_id`` 0, 1 and 2 (the last one is excluded from VISA's summaries).
 TYPE_NAMES = {0: "referring", 1: "reasoning", 2: "no_target"}
@@ -278,7 +279,7 @@ class RevosSplit:
 
     def __repr__(self) -> str:
         return (
-            f"RevosSplit(root={str(self.root)!r}, split={self.split!r}, videos={len(self.videos)}, "
+            f"RevosSplit(root={display_path(self.root)!r}, split={self.split!r}, videos={len(self.videos)}, "
             f"expressions={self.num_expressions})"
         )
 
