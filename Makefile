@@ -39,7 +39,7 @@ notebooks: setup
 
 test: setup
 	$(PY) -m ruff check visa_lib tests benchmarks scripts
-	$(PY) -m pytest -n 2 --dist loadfile tests
+	$(PY) -m pytest -n 2 --dist loadfile -rs tests
 	$(HEADLESS) $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-cell-timeout=900 notebooks
 
 lint: setup

@@ -39,6 +39,9 @@ CHROMIUM_FLAGS = [
 #: Generous waits: the toy pipeline shares 2 busy cores with the rest of the test suite.
 KERNEL_WAIT_MS = 240_000
 QUERY_WAIT_MS = 400_000
+#: Every other wait (a widget update's round trip to the kernel, a click): Playwright's 5 s default
+#: is too short on a loaded machine.
+STEP_WAIT_MS = 90_000
 
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (apt-get install chromium)"
@@ -128,6 +131,7 @@ def test_explorer_in_jupyterlab_types_a_query_and_scrubs(lab, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     base, token = lab
+    expect.set_options(timeout=STEP_WAIT_MS)
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"),
@@ -138,6 +142,7 @@ def test_explorer_in_jupyterlab_types_a_query_and_scrubs(lab, tmp_path):
         )
         try:
             page = context.new_page()
+            page.set_default_timeout(STEP_WAIT_MS)
             page.goto(f"{base}/lab/tree/explorer.ipynb?token={token}")
             page.wait_for_selector(".jp-Notebook", timeout=KERNEL_WAIT_MS)
             # Wait for the kernel, then Run > Run All Cells (the same command as the menu entry).

@@ -92,7 +92,8 @@ def _printed_counts() -> list[tuple[str, int, str, str]]:
         (notebook.name, index, kind, text)
         for notebook in NOTEBOOKS
         for index, kind, text in _texts(notebook)
-        if kind == "stdout" and (SPLIT_REPR.search(text) or SPLIT_SUMMARY.search(text) or VIDEO_LINE.search(text))
+        if kind == "stdout"
+        and (SPLIT_REPR.search(text) or SPLIT_SUMMARY.search(text) or VIDEO_LINE.search(text))
     ]
 
 
@@ -139,7 +140,9 @@ def _last_line(text: str) -> str:
     [
         pytest.param(
             p,
-            marks=pytest.mark.xfail(reason="saved before headless runs; its owner re-executes it", strict=False),
+            marks=pytest.mark.xfail(
+                reason="saved before headless runs; its owner re-executes it", strict=False
+            ),
         )
         if p.name in NOT_YET_REEXECUTED
         else p
@@ -149,13 +152,13 @@ def _last_line(text: str) -> str:
 )
 def test_progress_bars_leave_a_readable_final_line(notebook):
     cells = nbformat.read(notebook, as_version=4).cells
-    widgets = [
+    widget_bars = [
         index
         for index, cell in enumerate(cells)
         for output in cell.get("outputs", [])
-        if WIDGET_MIME in output.get("data", {})
+        if WIDGET_MIME in output.get("data", {}) and TQDM_BAR.search(output["data"].get("text/plain", ""))
     ]
-    assert not widgets, f"{notebook.name}: cells {widgets} saved widgets (a frozen bar once reopened)"
+    assert not widget_bars, f"{notebook.name}: cells {widget_bars} saved tqdm widgets (frozen once reopened)"
     for index, kind, text in _texts(notebook):
         if kind != "stderr" or not TQDM_BAR.search(text):
             continue
@@ -165,3 +168,15 @@ def test_progress_bars_leave_a_readable_final_line(notebook):
         assert "\r" not in text.rstrip("\n").split("\n")[-1], f"{notebook.name} cell {index}: unresolved \\r"
         done, total = int(bar.group(1)), int(bar.group(2))
         assert done == total, f"{notebook.name} cell {index}: the bar stopped at {done}/{total}: {last!r}"
+
+
+# -- size -------------------------------------------------------------------------------------------
+#: Largest committed notebook (bytes): figures are drawn at 100 dpi, so pictures of many frames
+#: are made smaller (``viz.shrink``, fewer frames) rather than the resolution lowered.
+MAX_NOTEBOOK_BYTES = 1_500_000
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_committed_notebooks_stay_small(notebook):
+    size = notebook.stat().st_size
+    assert size < MAX_NOTEBOOK_BYTES, f"{notebook.name} is {size / 1e6:.2f} MB; shrink its pictures"
