@@ -13,6 +13,7 @@ from collections import Counter
 
 from torch import nn
 
+from visa_lib.model.configs import VISA_LORA, LoraSettings
 from visa_lib.model.visa import VisaModel, unwrap_causal_lm
 
 #: Parameter-name fragments that are always fully trained.
@@ -29,7 +30,7 @@ def lora_target_names(llm: nn.Module, targets: tuple[str, ...] = ("q_proj", "v_p
 
 
 def prepare_for_training(
-    model: VisaModel, mode: str = "lora", train_projector: bool = False
+    model: VisaModel, mode: str = "lora", train_projector: bool = False, lora: LoraSettings = VISA_LORA
 ) -> dict[str, int]:
     """Freeze, wrap and unfreeze ``model`` in place for VISA training; return trainable counts per part.
 
@@ -37,6 +38,7 @@ def prepare_for_training(
       model (VisaModel): a freshly loaded model (LLM not yet PEFT-wrapped).
       mode (str): "lora" (VISA's recipe, needs ``peft``) or "full" (train every LLM weight).
       train_projector (bool): also train the projector (frozen in VISA; useful for a toy LLM from scratch).
+      lora (LoraSettings): rank, alpha, dropout and target layers of the adapters (VISA's by default).
     Returns:
       dict[str, int]: trainable parameter counts by top-level part ("llm", "seg_head", "sam", ...).
     """
@@ -44,22 +46,21 @@ def prepare_for_training(
         raise ValueError(f"prepare_for_training: mode must be 'lora' or 'full', got {mode!r}")
     if model.llm is not model.causal_lm:
         raise RuntimeError("prepare_for_training: the LLM is already PEFT-wrapped; call it once per model")
-    config = model.config
     model.requires_grad_(False)
     if mode == "lora":
         try:
             from peft import LoraConfig, get_peft_model
         except ImportError as err:  # pragma: no cover - peft is in the training extra
             raise ImportError("LoRA training needs peft: pip install visa_lib[training]") from err
-        lora = LoraConfig(
-            r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
+        peft_config = LoraConfig(
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
             bias="none",
             task_type="CAUSAL_LM",
-            target_modules=lora_target_names(model.llm, config.lora_targets),
+            target_modules=lora_target_names(model.llm, lora.targets),
         )
-        model.llm = get_peft_model(model.llm, lora)
+        model.llm = get_peft_model(model.llm, peft_config)
     else:
         model.llm.requires_grad_(True)
     for name, param in model.llm.named_parameters():
@@ -68,7 +69,7 @@ def prepare_for_training(
     model.sam.mask_decoder.requires_grad_(True)
     model.seg_head.requires_grad_(True)
     model.projector.requires_grad_(train_projector)
-    if config.gradient_checkpointing:
+    if any(getattr(m, "gradient_checkpointing", False) is True for m in model.causal_lm.modules()):
         # Checkpointed blocks need an input that requires grad, else no gradient reaches the adapters.
         model.causal_lm.enable_input_require_grads()
     model.train()
