@@ -173,8 +173,12 @@ def test_explorer_in_jupyterlab_types_a_query_and_scrubs(lab, tmp_path):
             assert '"which object appears last?"' in status.inner_text()
 
             for name in ("histogram", "target", "frame"):  # the three pictures were drawn
-                width = page.locator(f"img.visa-{name}").evaluate("img => img.naturalWidth")
-                assert width > 100, f"picture {name} is empty"
+                page.wait_for_function(
+                    "sel => { const img = document.querySelector(sel);"
+                    " return img && img.complete && img.naturalWidth > 100; }",
+                    arg=f"img.visa-{name}",
+                    timeout=STEP_WAIT_MS,
+                )
             label = page.locator(".visa-frame-label")
             expect(label).to_contain_text(f"frame {target} of 32 (target frame)")
             before = page.locator("img.visa-frame").get_attribute("src")

@@ -267,13 +267,14 @@ class Explorer:
             else "no target (VISA's mask is empty)"
         )
         tp = "given" if result.tp is None else f"tp = {result.tp:.2f}"
-        self._say(f'"{html.escape(result.text)}": {tp}, target frame {result.target_frame} of {n}; {found}')
         self.histogram.value = _figure_png(
             answer_histogram(result.answers, result.tp, n, result.target_frame)
         )
         self.target_image.value = _png(overlay(self.frames[result.target_frame], result.target_mask))
         self.slider.value = result.target_frame
         self.show_frame(result.target_frame)
+        # the status line last: once it names the target frame, every picture is in place
+        self._say(f'"{html.escape(result.text)}": {tp}, target frame {result.target_frame} of {n}; {found}')
 
     def show_frame(self, index: int) -> None:
         """Show frame ``index`` with the propagated mask (the bare frame before the first query)."""
