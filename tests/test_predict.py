@@ -182,3 +182,48 @@ def test_tp_file_missing_expressions_are_one_error_naming_them(tiny_split, tmp_p
     assert "'tp' in [0, 1]" in capsys.readouterr().err
     with pytest.raises(ValueError, match="keys="):
         TpFileSampler(tp_file).choose(np.zeros((4, 8, 8, 3), np.uint8), ["the cat"])
+
+
+def test_model_options_are_visa_infers_and_tp_file_excludes_sampler(tiny_split, tmp_path, capsys):
+    import argparse
+
+    from visa_lib.predict import add_arguments, pipeline_spec
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    base = ["revos", "--data-root", str(tiny_split), "--out", str(tmp_path / "p")]
+    args = parser.parse_args(
+        [
+            *base,
+            "--config",
+            "chatunivi-7b",
+            "--clip-weights",
+            "clip",
+            "--xmem-weights",
+            "XMem.pth",
+            "--sam-weights",
+            "sam.pth",
+            "--dtype",
+            "bfloat16",
+            "--load-in-4bit",
+        ]
+    )
+    spec = pipeline_spec(args)
+    assert spec["name"] == "chatunivi-7b" and spec["sampler"] == "toy"
+    assert spec["xmem_weights"].name == "XMem.pth" and spec["sam_weights"].name == "sam.pth"
+    assert spec["clip_weights"].name == "clip" and spec["dtype"] == "bfloat16" and spec["load_in_4bit"]
+    assert pipeline_spec(parser.parse_args([*base, "--tp-file", "f.json"]))["sampler"] == "tpfile:f.json"
+    assert visa(["predict", *base, "--tp-file", "f.json", "--sampler", "uniform"]) == 2
+    assert "not both" in capsys.readouterr().err
+
+
+def test_a_pipeline_the_workers_cannot_build_is_one_error_not_a_hang(tiny_split, tmp_path, capsys):
+    """On the full rung the toy sampler is refused inside each worker; the refusal reaches the caller."""
+    split = load_queries("revos", tiny_split, "valid")
+    with pytest.raises(ValueError, match="toy frame sampler"):
+        predict_split(
+            split, tmp_path / "p", pipeline_spec={"name": "chatunivi-7b"}, workers=2, progress=False
+        )
+    args = ["predict", "revos", "--data-root", str(tiny_split), "--out", str(tmp_path / "p")]
+    assert visa([*args, "--config", "chatunivi-7b", "--workers", "2", "--quiet"]) == 2
+    assert "--sampler" in capsys.readouterr().err

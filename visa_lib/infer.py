@@ -63,7 +63,7 @@ def query_folder_name(text: str, index: int) -> str:
     return f"{index:02d}_{slug}"
 
 
-def _pipeline_kwargs(args: argparse.Namespace) -> dict:
+def pipeline_kwargs(args: argparse.Namespace) -> dict:
     """``build_pipeline`` keywords: the same names as the flags (``--clip-weights`` -> ``clip_weights``)."""
     from visa_lib.cli import CliError
 
@@ -99,7 +99,7 @@ def main(args: argparse.Namespace) -> int:
         raise CliError(f"--video: {err}") from None
     sampler = None if args.target_frame is not None else args.sampler
     try:
-        pipeline = build_pipeline(args.config, sampler=sampler, device=args.device, **_pipeline_kwargs(args))
+        pipeline = build_pipeline(args.config, sampler=sampler, device=args.device, **pipeline_kwargs(args))
         print(f"{frames}: {len(texts)} quer{'y' if len(texts) == 1 else 'ies'}, VISA config {args.config!r}")
         results = run_on_video(frames, texts, pipeline, target_frame=args.target_frame)
     except (ValueError, KeyError, FileNotFoundError, ImportError) as err:
