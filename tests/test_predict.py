@@ -118,7 +118,8 @@ def test_predict_resumes_and_redoes_half_written_expressions(tiny_split, predict
     report = predict_split(split, out, pipeline_spec={}, workers=1, progress=False)
     assert report.predicted == 1 and report.skipped == split.num_expressions - 1 and not report.failed
     np.testing.assert_array_equal(_read(out / video / "0", split.videos[video].frames), before)
-    again = predict_split(split, out, pipeline_spec={}, workers=1, progress=False)
+    # Nothing left to do: no model is loaded (a spec that cannot be built is never built).
+    again = predict_split(split, out, pipeline_spec={"name": "not-a-config"}, workers=1, progress=False)
     assert again.predicted == 0 and again.skipped == split.num_expressions
 
 
@@ -227,3 +228,13 @@ def test_a_pipeline_the_workers_cannot_build_is_one_error_not_a_hang(tiny_split,
     args = ["predict", "revos", "--data-root", str(tiny_split), "--out", str(tmp_path / "p")]
     assert visa([*args, "--config", "chatunivi-7b", "--workers", "2", "--quiet"]) == 2
     assert "--sampler" in capsys.readouterr().err
+
+
+def test_read_predictions_gives_back_what_was_written(tmp_path):
+    from visa_lib.evaluate import PredictionError, read_predictions, write_predictions
+
+    masks = np.random.default_rng(0).random((3, 6, 7)) > 0.5
+    write_predictions(tmp_path, "src/video", "4", ["a", "b", "c"], masks)
+    np.testing.assert_array_equal(read_predictions(tmp_path, "src/video", "4", ["a", "b", "c"]), masks)
+    with pytest.raises(PredictionError, match="missing frame"):
+        read_predictions(tmp_path, "src/video", "4", ["a", "z"])

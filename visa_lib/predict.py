@@ -267,18 +267,6 @@ def predict_split(
         raise ValueError(f"predict_split: workers must be >= 1, got {workers}")
     if pipeline is not None and workers > 1:
         raise ValueError("predict_split: several workers build their own pipeline; pass pipeline_spec=")
-    if pipeline is None and workers == 1:
-        pipeline = build_pipeline(**spec)
-    if pipeline is not None:
-        sampler = pipeline.sampler
-    else:  # the workers build their own pipelines; the parent only needs the sampler's coverage check
-        from visa_lib.tfs import build_frame_sampler
-
-        choice = spec.get("sampler", "toy")
-        sampler = build_frame_sampler(choice, seed=spec.get("seed", 0)) if isinstance(choice, str) else choice
-    if sampler is not None:  # e.g. a --tp-file that lacks some expressions: one error naming them
-        sampler.check_queries([f"{v}/{e}" for v in names for e in split.videos[v].expressions])
-
     pred_dir.mkdir(parents=True, exist_ok=True)
     report = PredictReport(pred_dir)
     todo = []
@@ -289,6 +277,19 @@ def predict_split(
         if pending != 0:
             todo.append(video)
     workers = min(workers, max(len(todo), 1))
+    if todo and pipeline is None and workers == 1:  # nothing left to do: no model is loaded
+        pipeline = build_pipeline(**spec)
+    if pipeline is not None:
+        sampler = pipeline.sampler
+    elif todo:  # the workers build their own pipelines; the parent only needs the sampler's coverage check
+        from visa_lib.tfs import build_frame_sampler
+
+        choice = spec.get("sampler", "toy")
+        sampler = build_frame_sampler(choice, seed=spec.get("seed", 0)) if isinstance(choice, str) else choice
+    else:
+        sampler = None
+    if sampler is not None:  # e.g. a --tp-file that lacks some expressions: one error naming them
+        sampler.check_queries([f"{v}/{e}" for v in todo for e in split.videos[v].expressions])
     pool = None
     if workers > 1:  # spawn: a clean interpreter per worker (forking a process that ran torch can hang)
         pool = mp.get_context("spawn").Pool(workers, _init_worker, (split, spec, pred_dir, resume))
