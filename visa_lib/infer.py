@@ -22,14 +22,8 @@ import numpy as np
 from visa_lib.paths import OUTPUTS
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--video", type=Path, required=True, help="a folder of frames or a video file")
-    parser.add_argument(
-        "--text", action="append", required=True, help="the query (repeat --text for several queries)"
-    )
-    parser.add_argument(
-        "--out", type=Path, default=OUTPUTS / "infer", help="output folder (default: %(default)s)"
-    )
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model options shared by ``visa infer`` and ``visa predict`` (read by :func:`pipeline_kwargs`)."""
     parser.add_argument("--config", default="toy", help="VISA config: toy, chatunivi-7b, chatunivi-13b")
     parser.add_argument(
         "--weights",
@@ -46,6 +40,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="default: bfloat16 for a checkpoint folder, else float32",
     )
     parser.add_argument("--load-in-4bit", action="store_true", help="4-bit LLM (GPU, bitsandbytes)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--video", type=Path, required=True, help="a folder of frames or a video file")
+    parser.add_argument(
+        "--text", action="append", required=True, help="the query (repeat --text for several queries)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=OUTPUTS / "infer", help="output folder (default: %(default)s)"
+    )
+    add_model_arguments(parser)
     parser.add_argument(
         "--sampler",
         default="toy",

@@ -340,26 +340,13 @@ def predict_split(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from visa_lib.infer import add_model_arguments
+
     parser.add_argument("dataset", choices=tuple(DATASETS), help="benchmark layout (as visa eval)")
     parser.add_argument("--data-root", type=Path, required=True, help="dataset folder")
     parser.add_argument("--split", help="split (default: revos valid, mevis valid_u, davis17 valid)")
     parser.add_argument("--out", type=Path, required=True, help="prediction folder (PRED for visa eval)")
-    parser.add_argument("--config", default="toy", help="VISA config: toy, chatunivi-7b, chatunivi-13b")
-    parser.add_argument(
-        "--weights",
-        default="toy",
-        help="'toy' (the shipped toy weights), a .safetensors file of our format, or a merged VISA / "
-        "Chat-UniVi checkpoint folder (full rung)",
-    )
-    parser.add_argument("--clip-weights", type=Path, help="CLIP ViT-L/14 folder (full rung)")
-    parser.add_argument("--sam-weights", type=Path, help="SAM .pth (full rung from a Chat-UniVi folder)")
-    parser.add_argument("--xmem-weights", type=Path, help="official XMem.pth (required on the full rung)")
-    parser.add_argument(
-        "--dtype",
-        choices=("float32", "bfloat16", "float16"),
-        help="default: bfloat16 for a checkpoint folder, else float32",
-    )
-    parser.add_argument("--load-in-4bit", action="store_true", help="4-bit LLM (GPU, bitsandbytes)")
+    add_model_arguments(parser)
     parser.add_argument(
         "--sampler",
         help="frame sampler: toy (default), uniform, first_frame, hf:<model id or folder>",
