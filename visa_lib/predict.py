@@ -277,7 +277,7 @@ def predict_split(
         if pending != 0:
             todo.append(video)
     workers = min(workers, max(len(todo), 1))
-    if todo and pipeline is None and workers == 1:  # nothing left to do: no model is loaded
+    if todo and pipeline is None and workers == 1:  # a model is loaded only when something is left to do
         pipeline = build_pipeline(**spec)
     if pipeline is not None:
         sampler = pipeline.sampler
