@@ -193,17 +193,20 @@ def test_model_options_are_visa_infers_and_tp_file_excludes_sampler(tiny_split, 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     base = ["revos", "--data-root", str(tiny_split), "--out", str(tmp_path / "p")]
+    (tmp_path / "clip").mkdir()  # the paths are checked before any model loads
+    (tmp_path / "XMem.pth").write_bytes(b"")
+    (tmp_path / "sam.pth").write_bytes(b"")
     args = parser.parse_args(
         [
             *base,
             "--config",
             "chatunivi-7b",
             "--clip-weights",
-            "clip",
+            str(tmp_path / "clip"),
             "--xmem-weights",
-            "XMem.pth",
+            str(tmp_path / "XMem.pth"),
             "--sam-weights",
-            "sam.pth",
+            str(tmp_path / "sam.pth"),
             "--dtype",
             "bfloat16",
             "--load-in-4bit",
@@ -216,6 +219,8 @@ def test_model_options_are_visa_infers_and_tp_file_excludes_sampler(tiny_split, 
     assert pipeline_spec(parser.parse_args([*base, "--tp-file", "f.json"]))["sampler"] == "tpfile:f.json"
     assert visa(["predict", *base, "--tp-file", "f.json", "--sampler", "uniform"]) == 2
     assert "not both" in capsys.readouterr().err
+    assert visa(["predict", *base, "--xmem-weights", str(tmp_path / "missing.pth")]) == 2
+    assert "--xmem-weights" in capsys.readouterr().err
 
 
 def test_a_pipeline_the_workers_cannot_build_is_one_error_not_a_hang(tiny_split, tmp_path, capsys):
