@@ -290,3 +290,55 @@ def test_matches_a_naive_per_frame_loop(tiny_revos, tmp_path):
         referring = np.mean([e[name] for e in per_type[0]])
         reasoning = np.mean([e[name] for e in per_type[1]])
         assert summary["overall"][name] == pytest.approx((referring + reasoning) / 2)
+
+
+def _random_stack(rng: np.random.Generator, t: int, h: int, w: int, kind: str) -> np.ndarray:
+    """uint8 [t, h, w] masks of one kind: empty, noise, a rectangle at an image edge or corner, or full."""
+    out = np.zeros((t, h, w), np.uint8)
+    for i in range(t):
+        if kind == "noise":
+            out[i] = rng.random((h, w)) < 0.3
+        elif kind == "edge":
+            y0, x0 = rng.integers(0, h), rng.integers(0, w)
+            side = rng.integers(0, 4)
+            rows = slice(0, y0 + 1) if side == 0 else slice(y0, h) if side == 1 else slice(0, h)
+            cols = slice(0, x0 + 1) if side == 2 else slice(x0, w) if side == 3 else slice(0, w)
+            out[i, rows, cols] = 1
+        elif kind == "blob":
+            y, x = rng.integers(0, h, 2), rng.integers(0, w, 2)
+            out[i, y.min():y.max() + 1, x.min():x.max() + 1] = 1
+        elif kind == "full":
+            out[i] = 1
+    return out
+
+
+@pytest.mark.parametrize("mode", ["visa", "binary"])
+def test_cropped_scoring_equals_whole_frame_scoring(mode):
+    """The evaluator scores inside the box of prediction, ground truth and foreground; the values must be
+    exactly those of the metrics on whole frames (masks touching borders, empty, full, noise, corners)."""
+    from visa_lib import metrics
+    from visa_lib.evaluate import _frame_scores
+
+    rng = np.random.default_rng(0)
+    kinds = ["empty", "noise", "edge", "blob", "full"]
+    names = ["J", "F", "A", "R"]
+    checked = 0
+    for h, w in [(1, 1), (1, 7), (9, 1), (17, 23), (40, 64)]:
+        for pred_kind in kinds:
+            for gt_kind in kinds:
+                # an empty foreground most of the time, so the box is often tight (a noise one covers all)
+                fg_kind = kinds[int(rng.integers(4))] if pred_kind == gt_kind else "empty"
+                pred = _random_stack(rng, 3, h, w, pred_kind) * np.uint8(255)
+                gt = _random_stack(rng, 3, h, w, gt_kind) * rng.integers(1, 3, (3, h, w), dtype=np.uint8)
+                fg = np.maximum(_random_stack(rng, 3, h, w, fg_kind), gt != 0).astype(np.uint8)
+                got = _frame_scores(pred, gt, fg, names, mode)
+                want = {
+                    "J": metrics.jaccard(pred, gt),
+                    "F": np.array([metrics._f_measure_reference(pred[i], gt[i]) for i in range(3)]),
+                    "A": metrics.accuracy(pred, gt, mode=mode),
+                    "R": metrics.robustness(pred, gt, fg, mode=mode),
+                }
+                for name in names:
+                    assert np.array_equal(got[name], want[name]), (h, w, pred_kind, gt_kind, name)
+                checked += 1
+    assert checked == 5 * 25

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -257,18 +258,49 @@ def _check_mode(mode: str) -> None:
 def _frame_scores(
     pred: np.ndarray, gt: np.ndarray, fg: np.ndarray | None, names: Sequence[str], mode: str
 ) -> dict[str, np.ndarray]:
-    """Per-frame metric values for a chunk ``[t, H, W]``."""
-    # J and F binarise with != 0 anyway; doing it once here saves two full passes over the chunk.
+    """Per-frame metric values for a chunk ``[t, H, W]``, computed inside :func:`_scoring_box`.
+
+    Outside the box prediction, ground truth and foreground are all 0, so J's counts, A's agreeing
+    pixels (added back as ``frame_pixels``), R's sums and F's boundary maps are the whole frame's.
+    """
+    radius = metrics.boundary_radius(pred.shape[1:])  # of the whole frame, not of the crop
+    box = (slice(None), *_scoring_box(pred, gt, fg))
+    frame_pixels = pred.shape[1] * pred.shape[2]
+    pred, gt = pred[box], gt[box]
+    fg = fg[box] if fg is not None else None
+    # J and F binarise with != 0 anyway; doing it once here saves two passes over the chunk.
     pred_b, gt_b = pred != 0, gt != 0
     out = {
         "J": np.atleast_1d(metrics.jaccard(pred_b, gt_b)),
-        "F": np.atleast_1d(metrics.f_measure(pred_b, gt_b)),
+        "F": np.atleast_1d(metrics.f_measure(pred_b, gt_b, bound_th=radius)),
     }
     if "A" in names:
-        out["A"] = np.atleast_1d(metrics.accuracy(pred, gt, mode=mode))
+        out["A"] = np.atleast_1d(metrics.accuracy(pred, gt, mode=mode, frame_pixels=frame_pixels))
     if "R" in names:
         out["R"] = np.atleast_1d(metrics.robustness(pred, gt, fg, mode=mode))
     return out
+
+
+def _scoring_box(*stacks: np.ndarray | None) -> tuple[slice, slice]:
+    """Rows and columns of the smallest box holding every nonzero pixel of the ``[t, H, W]`` stacks.
+
+    Grown by one pixel on each side (clamped to the frame): F's boundary map marks a background pixel
+    next to the mask, and a zero ring keeps the crop's own edges from adding boundaries. All stacks
+    empty -> a 1x1 box (every metric is then decided by the pixels left out, which agree).
+    """
+    height, width = next(s for s in stacks if s is not None).shape[1:]
+    top, left, bottom, right = height, width, 0, 0
+    for stack in stacks:
+        if stack is None:
+            continue
+        for frame in stack:
+            x, y, w, h = cv2.boundingRect(frame.view(np.uint8) if frame.dtype == bool else frame)
+            if w:
+                top, left = min(top, y), min(left, x)
+                bottom, right = max(bottom, y + h), max(right, x + w)
+    if bottom == 0:
+        return slice(0, 1), slice(0, 1)
+    return slice(max(top - 1, 0), min(bottom + 1, height)), slice(max(left - 1, 0), min(right + 1, width))
 
 
 def _expression_values(sums: dict[str, float], num_frames: int) -> dict[str, float]:
