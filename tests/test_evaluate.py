@@ -313,32 +313,45 @@ def _random_stack(rng: np.random.Generator, t: int, h: int, w: int, kind: str) -
 
 
 @pytest.mark.parametrize("mode", ["visa", "binary"])
-def test_cropped_scoring_equals_whole_frame_scoring(mode):
-    """The evaluator scores inside the box of prediction, ground truth and foreground; the values must be
-    exactly those of the metrics on whole frames (masks touching borders, empty, full, noise, corners)."""
+def test_cropped_scoring_equals_whole_frame_scoring(tmp_path, mode):
+    """The evaluator decodes and scores only inside the box of prediction, ground truth and foreground; its
+    per-frame values must be exactly the metrics' on whole frames (masks touching borders and corners,
+    empty, full, noise; two objects; a foreground file larger than the objects; frames of 1 pixel)."""
     from visa_lib import metrics
-    from visa_lib.evaluate import _frame_scores
+    from visa_lib.data.rle import encode_rle
+    from visa_lib.evaluate import _ChunkTruth
 
     rng = np.random.default_rng(0)
     kinds = ["empty", "noise", "edge", "blob", "full"]
     names = ["J", "F", "A", "R"]
+    t = 3
     checked = 0
     for h, w in [(1, 1), (1, 7), (9, 1), (17, 23), (40, 64)]:
-        for pred_kind in kinds:
-            for gt_kind in kinds:
-                # an empty foreground most of the time, so the box is often tight (a noise one covers all)
-                fg_kind = kinds[int(rng.integers(4))] if pred_kind == gt_kind else "empty"
-                pred = _random_stack(rng, 3, h, w, pred_kind) * np.uint8(255)
-                gt = _random_stack(rng, 3, h, w, gt_kind) * rng.integers(1, 3, (3, h, w), dtype=np.uint8)
-                fg = np.maximum(_random_stack(rng, 3, h, w, fg_kind), gt != 0).astype(np.uint8)
-                got = _frame_scores(pred, gt, fg, names, mode)
-                want = {
-                    "J": metrics.jaccard(pred, gt),
-                    "F": np.array([metrics._f_measure_reference(pred[i], gt[i]) for i in range(3)]),
-                    "A": metrics.accuracy(pred, gt, mode=mode),
-                    "R": metrics.robustness(pred, gt, fg, mode=mode),
-                }
-                for name in names:
-                    assert np.array_equal(got[name], want[name]), (h, w, pred_kind, gt_kind, name)
-                checked += 1
-    assert checked == 5 * 25
+        for gt_kind in kinds:
+            root = tmp_path / f"{h}x{w}_{gt_kind}"
+            annos = {1: _random_stack(rng, t, h, w, gt_kind), 2: _random_stack(rng, t, h, w, "blob")}
+            exps = {"0": Expression("0", "one", [0], [1], 0), "1": Expression("1", "two", [0], [1, 2], 1),
+                    "2": Expression("2", "none", [], [], 2)}
+            frames = [f"{i:05d}" for i in range(t)]
+            write_revos_split(root, "valid", [VideoMeta("v", frames, exps, h, w)], annos)
+            split = load_revos(root)
+            if gt_kind in ("empty", "blob"):  # a foreground file reaching beyond the objects
+                extra = np.maximum(annos[1] | annos[2], _random_stack(rng, t, h, w, "blob"))
+                split.foreground = {"v": {"masks_rle": [encode_rle(m) for m in extra]}}
+            fg_all = split.foreground_masks("v")
+            truth = _ChunkTruth(split, "v", slice(0, t), with_foreground=True)
+            for exp_id in exps:
+                gt = split.gt_masks("v", exp_id)
+                for pred_kind in kinds:
+                    pred = _random_stack(rng, t, h, w, pred_kind) * np.uint8(255)
+                    got = truth.scores(exp_id, pred, names, mode)
+                    want = {
+                        "J": metrics.jaccard(pred, gt),
+                        "F": np.array([metrics._f_measure_reference(pred[i], gt[i]) for i in range(t)]),
+                        "A": metrics.accuracy(pred, gt, mode=mode),
+                        "R": metrics.robustness(pred, gt, fg_all, mode=mode),
+                    }
+                    for name in names:
+                        assert np.array_equal(got[name], want[name]), (h, w, gt_kind, exp_id, pred_kind, name)
+                    checked += 1
+    assert checked == 5 * 5 * 3 * 5
