@@ -21,7 +21,6 @@ queries (``--resume``) or replaces them (``--overwrite``). Every argument is che
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import re
 import shutil
@@ -277,29 +276,6 @@ def _write_summary(out: Path, video: Path, names: list[str]) -> Path:
     return out / SUMMARY_FILE
 
 
-#: glibc's ``mallopt`` parameter for the size from which allocations get their own ``mmap``.
-_M_MMAP_THRESHOLD = -3
-#: Blocks of at least this many bytes (XMem's memory, attention maps, frames) are mapped and unmapped.
-MMAP_THRESHOLD = 1 << 20
-
-
-def return_big_blocks_to_the_os() -> None:
-    """Make glibc serve every allocation of :data:`MMAP_THRESHOLD` bytes or more with its own ``mmap``.
-
-    XMem's long-term memory grows by a few prototypes every few frames, and each frame concatenates it
-    with the working memory into new, slightly larger tensors. By default glibc raises its mmap threshold
-    (up to 32 MiB) after such blocks are freed, so they land on the heap instead, where each slightly
-    larger block cannot reuse the hole of the last one: the process keeps ~0.3 MB more per frame without
-    holding more tensors (docs/robustness.md). A fixed threshold gives those pages back on every free.
-    Does nothing where the C library is not glibc.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-    except (OSError, AttributeError):
-        pass
-
-
 def main(args: argparse.Namespace) -> int:
     from visa_lib.cli import CliError
     from visa_lib.data.video import VideoFrames
@@ -313,7 +289,6 @@ def main(args: argparse.Namespace) -> int:
     device = check_device(args.device)
     kwargs = _pipeline_kwargs(args)
     out = prepare_out(args.out)
-    return_big_blocks_to_the_os()
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
