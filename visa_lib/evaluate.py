@@ -1,6 +1,6 @@
 """Dataset-level evaluation: ReVOS (J, F, A, R), MeViS and Ref-DAVIS17 (J, F), VISA's aggregation rules.
 
-Per expression (reference/visa_facts.md §6.1-6.2): every metric is the mean over ALL frames of the
+Per expression (docs/evaluation.md): every metric is the mean over ALL frames of the
 video, x100 and rounded to 2 decimals, and ``J&F = (J + F) / 2``. ReVOS subsets: ``referring``
 (``type_id`` 0), ``reasoning`` (1) and ``no_target`` (2, which VISA leaves out of every summary; we
 report it on its own). **overall = mean(referring, reasoning)** for every metric, not the mean over all
@@ -47,6 +47,11 @@ FRAME_CHUNK = 32
 MODES = ("visa", "binary")
 REVOS_METRICS = ("J", "F", "A", "R")
 RVOS_METRICS = ("J", "F")
+#: VISA's ReVOS validation J&F as its paper reports them (Table 1; later papers quote the same values).
+VISA_PUBLISHED_REVOS = {
+    "VISA-7B": {"referring": 50.9, "reasoning": 43.0, "overall": 46.9},
+    "VISA-13B": {"referring": 57.4, "reasoning": 44.3, "overall": 50.9},
+}
 
 
 class Failure(NamedTuple):
@@ -706,6 +711,22 @@ def write_predictions(
     for frame, mask in zip(frames, masks, strict=True):
         write_mask_png(folder / f"{frame}.png", mask)
     return folder
+
+
+def read_predictions(pred_dir: str | Path, video: str, exp_id: str, frames: Sequence[str]) -> np.ndarray:
+    """One expression's masks back from ``pred_dir/<video>/<exp_id>/<frame>.png`` -> bool ``[T, H, W]``.
+
+    Raises:
+        PredictionError: a frame is missing, unreadable, or of another size than the first.
+    """
+    from PIL import Image
+
+    folder = Path(pred_dir) / video / str(exp_id)
+    first = folder / f"{frames[0]}.png"
+    if not first.is_file():
+        raise PredictionError(f"missing frame {first}")
+    width, height = Image.open(first).size
+    return _read_prediction(folder, frames, height, width) > 0
 
 
 def write_mask_png(path: str | Path, mask: np.ndarray) -> Path:

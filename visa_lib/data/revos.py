@@ -1,6 +1,6 @@
 """The ReVOS dataset format: reader (with validation), writer, and ground-truth decoding.
 
-A ReVOS root holds (reference/visa_facts.md §5.1)::
+A ReVOS root holds (docs/datasets.md)::
 
     JPEGImages/<video>/<frame>.jpg        video names may contain "/" (e.g. "TAO/abc") -> nested folders
     meta_expressions_<split>_.json        {"videos": {video: {"frames", "expressions", "height", "width"}}}
@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from visa_lib.data.rle import RLE, Box, decode_rles, encode_rle, encode_video_rle, rle_box, rle_pixel_counts
+from visa_lib.paths import display_path
 
 #: Subset names of ``type_id`` 0, 1 and 2 (the last one is excluded from VISA's summaries).
 TYPE_NAMES = {0: "referring", 1: "reasoning", 2: "no_target"}
@@ -312,7 +313,7 @@ class RevosSplit:
 
     def __repr__(self) -> str:
         return (
-            f"RevosSplit(root={str(self.root)!r}, split={self.split!r}, videos={len(self.videos)}, "
+            f"RevosSplit(root={display_path(self.root)!r}, split={self.split!r}, videos={len(self.videos)}, "
             f"expressions={self.num_expressions})"
         )
 
@@ -518,7 +519,7 @@ def _check_video_name(name: str) -> None:
 
 
 def meta_to_json(videos: Iterable[VideoMeta], with_type: bool = True, with_size: bool = True) -> dict:
-    """The ``meta_expressions`` JSON object for ``videos`` (schema of reference/visa_facts.md §5.1)."""
+    """The ``meta_expressions`` JSON object for ``videos`` (schema in docs/datasets.md)."""
     out: dict[str, Any] = {}
     for video in videos:
         entry: dict[str, Any] = {"frames": list(video.frames), "expressions": {}}
