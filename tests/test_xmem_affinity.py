@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
-from visa_lib.xmem.affinity import get_similarity, readout, top_k_softmax
+from visa_lib.xmem.affinity import get_similarity, read_memory, readout, top_k_softmax
 
 
 def _loop_similarity(mk, ms, qk, qe):
@@ -88,3 +89,26 @@ def test_readout_is_weighted_sum_per_object():
     values = torch.tensor([[[1.0, 10.0, 100.0]], [[2.0, 20.0, 200.0]]])  # N_obj=2, C=1, N=3
     aff = torch.tensor([[[0.5], [0.5], [0.0]]])  # one query pixel
     assert torch.equal(readout(aff, values).flatten(), torch.tensor([5.5, 11.0]))
+
+
+@pytest.mark.parametrize("top_k", [None, 5])
+@pytest.mark.parametrize("with_selection", [True, False])
+def test_read_memory_in_blocks_equals_one_pass(top_k, with_selection):
+    g = torch.Generator().manual_seed(3)
+    n, c, p = 40, 8, 37  # 37 query pixels: blocks of 8 leave a short last block
+    mk, qk = torch.randn(1, c, n, generator=g), torch.randn(1, c, p, generator=g)
+    ms = 1 + torch.rand(1, 1, n, generator=g)
+    qe = torch.rand(1, c, p, generator=g) if with_selection else None
+    values = torch.randn(2, 6, n, generator=g)
+    affinity = top_k_softmax(get_similarity(mk, ms, qk, qe), top_k)
+    want_out, want_usage = readout(affinity, values), affinity.sum(dim=2)
+    for block in (1, 8, p, 1000):
+        out, usage = read_memory(mk, ms, qk, qe, values, top_k, block=block)
+        torch.testing.assert_close(out, want_out, rtol=0, atol=1e-6)
+        torch.testing.assert_close(usage, want_usage, rtol=0, atol=1e-6)
+
+
+def test_read_memory_rejects_an_empty_block():
+    with pytest.raises(ValueError, match="block must be >= 1"):
+        mk, qk, values = torch.zeros(1, 2, 3), torch.zeros(1, 2, 4), torch.zeros(1, 1, 3)
+        read_memory(mk, None, qk, None, values, None, block=0)

@@ -7,6 +7,11 @@ For memory keys ``k_n`` (with shrinkage ``s_n >= 1``) and a query key ``q_p`` (w
 
 and the affinity keeps the ``top_k`` largest similarities of each query pixel ``p`` along the memory axis
 ``n``, softmax-normalised. The readout is ``values @ affinity``.
+
+``read_memory`` computes the three steps in blocks of query pixels: every step is independent per query
+pixel (the top-k runs along the memory axis), so the result is the same as one pass, while the
+``[N, P]`` temporaries shrink to ``[N, block]``. With long-term memory near its cap (N ~ 10,000) one
+pass over P = 1,200 query pixels would hold several 48 MB tensors at once (docs/robustness.md).
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ import math
 
 import torch
 from torch import Tensor
+
+#: Query pixels read per block by ``read_memory``: [N, 256] float32 is 10 MB at XMem's 10,000-element cap.
+QUERY_BLOCK = 256
 
 
 def get_similarity(mk: Tensor, ms: Tensor | None, qk: Tensor, qe: Tensor | None) -> Tensor:
@@ -78,3 +86,44 @@ def readout(affinity: Tensor, values: Tensor) -> Tensor:
         Tensor: ``[N_obj, C, P]``.
     """
     return values @ affinity
+
+
+def read_memory(
+    mk: Tensor,
+    ms: Tensor | None,
+    qk: Tensor,
+    qe: Tensor | None,
+    values: Tensor,
+    top_k: int | None,
+    block: int = QUERY_BLOCK,
+) -> tuple[Tensor, Tensor]:
+    """Similarity -> top-k softmax -> readout, ``block`` query pixels at a time.
+
+    Equal to ``readout(top_k_softmax(get_similarity(mk, ms, qk, qe), top_k), values)`` (and the affinity's
+    sum over query pixels) without holding any ``[N, P]`` tensor for more than ``block`` pixels.
+
+    Args:
+        mk (Tensor): memory keys ``[1, C, N]``.
+        ms (Tensor | None): memory shrinkage ``[1, 1, N]``.
+        qk (Tensor): query keys ``[1, C, P]``.
+        qe (Tensor | None): query selection ``[1, C, P]``.
+        values (Tensor): memory values ``[N_obj, Cv, N]``.
+        top_k (int | None): entries kept per query pixel (None = dense softmax).
+        block (int): query pixels per block (>= 1).
+
+    Returns:
+        tuple[Tensor, Tensor]: readout ``[N_obj, Cv, P]`` and usage ``[1, N]`` (the affinity summed over P).
+    """
+    if block < 1:
+        raise ValueError(f"read_memory: block must be >= 1, got {block}")
+    p = qk.shape[-1]
+    out = values.new_empty(values.shape[0], values.shape[1], p)
+    usage = mk.new_zeros(mk.shape[0], mk.shape[-1])
+    for start in range(0, p, block):
+        end = min(start + block, p)
+        part_e = None if qe is None else qe[..., start:end]
+        affinity = top_k_softmax(get_similarity(mk, ms, qk[..., start:end], part_e), top_k)
+        usage += affinity.sum(dim=2)
+        out[..., start:end] = readout(affinity, values)
+        del affinity  # free this block's [N, block] before the next one is built
+    return out, usage

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from visa_lib.xmem.affinity import get_similarity, readout, top_k_softmax
+from visa_lib.xmem.affinity import get_similarity, read_memory, readout, top_k_softmax
 from visa_lib.xmem.config import MemoryConfig
 from visa_lib.xmem.memory_store import KeyValueMemoryStore
 
@@ -71,18 +71,15 @@ class MemoryManager:
             n_lt = lt.size
             key = torch.cat([lt.key, work.key], dim=-1)  # type: ignore[list-item]
             shrinkage = torch.cat([lt.shrinkage, work.shrinkage], dim=-1)  # type: ignore[list-item]
-            affinity = top_k_softmax(get_similarity(key, shrinkage, qk, qe), self.cfg.top_k)
             values = torch.cat([lt.value, work.value], dim=-1)  # type: ignore[list-item]
-            usage = affinity.sum(dim=2)  # [1, N]: how much each element was used by all query pixels
+            out, usage = read_memory(key, shrinkage, qk, qe, values, self.cfg.top_k)
             work.update_usage(usage[:, n_lt:].flatten())
             if self.count_long_term_usage:
                 lt.update_usage(usage[:, :n_lt].flatten())
         else:
-            affinity = top_k_softmax(get_similarity(work.key, work.shrinkage, qk, qe), self.cfg.top_k)  # type: ignore[arg-type]
-            values = work.value
+            out, usage = read_memory(work.key, work.shrinkage, qk, qe, work.value, self.cfg.top_k)  # type: ignore[arg-type]
             if self.cfg.enable_long_term:
-                work.update_usage(affinity.sum(dim=2).flatten())
-        out = readout(affinity, values)  # type: ignore[arg-type]
+                work.update_usage(usage.flatten())
         return out.view(out.shape[0], out.shape[1], h, w)
 
     # ---------------------------------------------------------------- writing
