@@ -9,6 +9,7 @@ models are the same at every length, so any growth comes from holding frames, ma
 Usage::
 
     python benchmarks/infer_memory.py [--frames 240 2400] [--scale 1] [--xmem-size N] [--overlay gif]
+        [--reader decord|pyav]
 
 The last line printed is ``ratio <peak at the longest / peak at the shortest>``.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -29,8 +31,11 @@ import numpy as np
 VIDEO, QUERY, TARGET = "skimage/valid_circle_0001", "which shape has no corners?", 13
 
 _CHILD = """
-import resource, sys
+import os, resource, sys
+import visa_lib.data.video
 from visa_lib.cli import main
+if os.environ.get("INFER_MEMORY_READER"):  # --reader: the video backend VideoFrames picks by default
+    visa_lib.data.video.default_backend = lambda: os.environ["INFER_MEMORY_READER"]
 code = main(sys.argv[1:])
 print("PEAK_KIB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 sys.exit(code)
@@ -54,14 +59,17 @@ def write_clip(path: Path, num_frames: int, scale: int = 1) -> Path:
     return write_video_file(path, frames)
 
 
-def peak_rss(video: Path, out: Path, overlay: str = "gif", xmem_size: int | None = None) -> tuple[int, float]:
+def peak_rss(
+    video: Path, out: Path, overlay: str = "gif", xmem_size: int | None = None, reader: str | None = None
+) -> tuple[int, float]:
     """Run ``visa infer`` on ``video`` in a fresh process; return (peak RSS in bytes, seconds)."""
     argv = ["infer", "--video", str(video), "--text", QUERY, "--target-frame", str(TARGET)]
     argv += ["--out", str(out), "--overlay", overlay, "--overwrite"]
     if xmem_size is not None:
         argv += ["--xmem-size", str(xmem_size)]
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", _CHILD, *argv], capture_output=True, text=True)
+    env = {**os.environ, "INFER_MEMORY_READER": reader or ""}
+    proc = subprocess.run([sys.executable, "-c", _CHILD, *argv], capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"visa infer failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
@@ -75,6 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--overlay", default="gif", choices=("gif", "mp4", "none"))
     parser.add_argument("--scale", type=int, default=1, help="enlarge the 320x240 frames this many times")
     parser.add_argument("--xmem-size", type=int, help="visa infer --xmem-size (default: the toy's 120)")
+    parser.add_argument("--reader", choices=("decord", "pyav"), help="video backend (default: decord)")
     parser.add_argument("--json", type=Path, help="write the measurements here")
     args = parser.parse_args(argv)
     rows = []
@@ -82,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
         for num_frames in args.frames:
             video = write_clip(Path(tmp) / f"clip_{num_frames}.mp4", num_frames, args.scale)
             out = Path(tmp) / f"out_{num_frames}"
-            peak, seconds = peak_rss(video, out, args.overlay, args.xmem_size)
+            peak, seconds = peak_rss(video, out, args.overlay, args.xmem_size, args.reader)
             masks = len(list(out.glob("00_*/masks/*.png")))
             assert masks == num_frames, f"{masks} masks written for {num_frames} frames"
             (query,) = json.loads((out / "summary.json").read_text())["queries"]
