@@ -78,7 +78,13 @@ class _DecordReader:
         return True
 
     def read(self, indices: list[int]) -> np.ndarray:
-        return self._reader.get_batch(indices).asnumpy()
+        frames = self._reader.get_batch(indices).asnumpy()
+        # Left alone after a get_batch, decord's decoder thread decodes on to the end of the video and
+        # keeps every frame (~1 decoded frame per video frame; benchmarks/reader_memory.py). A seek empties
+        # that queue; frame 0 is the one position decord's inexact ``seek`` always gets right (a keyframe),
+        # and the next get_batch seeks accurately to what it is asked for.
+        self._reader.seek(0)
+        return frames
 
 
 class _PyAVReader:
