@@ -5,6 +5,11 @@ LLM; ``embed_tokens`` and ``lm_head`` (they hold the new ``[SEG]`` row), SAM's m
 ``[SEG]`` head fully trained; the vision tower, the projector and SAM's image and prompt encoders
 frozen. ``mode="full"`` trains the whole LLM instead of adapters -- what the toy rung uses, because
 its tiny LLM starts from random weights (there is no pretrained toy Chat-UniVi to adapt).
+
+QLoRA (``VisaConfig.load_in_4bit``, one GPU): the LLM's decoder weights are NF4 (bitsandbytes),
+``peft.prepare_model_for_kbit_training`` readies it (gradient checkpointing, inputs that require
+grad), the adapters train in fp32 and ``embed_tokens`` / ``lm_head`` stay trainable in the
+config's dtype (bf16), as do the mask decoder and the ``[SEG]`` head (``docs/training.md``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,21 @@ def lora_target_names(llm: nn.Module, targets: tuple[str, ...] = ("q_proj", "v_p
     )
 
 
+def lora_config(model: VisaModel):  # -> peft.LoraConfig
+    """VISA's ``LoraConfig``: r, alpha, dropout from the model's config; every q/v projection of the LLM."""
+    from peft import LoraConfig
+
+    config = model.config
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        bias="none",
+        task_type="CAUSAL_LM",
+        target_modules=lora_target_names(model.llm, config.lora_targets),
+    )
+
+
 def prepare_for_training(
     model: VisaModel, mode: str = "lora", train_projector: bool = False
 ) -> dict[str, int]:
@@ -48,18 +68,23 @@ def prepare_for_training(
     model.requires_grad_(False)
     if mode == "lora":
         try:
-            from peft import LoraConfig, get_peft_model
+            from peft import get_peft_model, prepare_model_for_kbit_training
         except ImportError as err:  # pragma: no cover - peft is in the training extra
             raise ImportError("LoRA training needs peft: pip install visa_lib[training]") from err
-        lora = LoraConfig(
-            r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            bias="none",
-            task_type="CAUSAL_LM",
-            target_modules=lora_target_names(model.llm, config.lora_targets),
-        )
+        lora = lora_config(model)
+        if config.load_in_4bit or config.load_in_8bit:
+            model.llm = prepare_model_for_kbit_training(
+                model.llm,
+                use_gradient_checkpointing=config.gradient_checkpointing,
+                gradient_checkpointing_kwargs={"use_reentrant": False},
+            )
         model.llm = get_peft_model(model.llm, lora)
+        if config.load_in_4bit or config.load_in_8bit:
+            # prepare_model_for_kbit_training upcasts every unquantised weight to fp32; the [SEG]
+            # rows and lm_head (2 x 131M numbers on 7B) train in the config's dtype instead.
+            for name, module in model.llm.named_modules():
+                if name.endswith(ALWAYS_TRAINED):
+                    module.to(config.torch_dtype)
     else:
         model.llm.requires_grad_(True)
     for name, param in model.llm.named_parameters():
