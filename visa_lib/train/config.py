@@ -9,6 +9,7 @@ A run is described by one flat dataclass so that the same values can come from a
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import types
 import typing
@@ -264,7 +265,7 @@ def parse_overrides(tokens: list[str]) -> dict[str, object]:
             out[name[3:]] = False
             continue
         if name not in kinds:
-            close = [k for k in kinds if name in k or k in name]
+            close = difflib.get_close_matches(name, list(kinds), n=1)
             hint = f" (did you mean --{close[0].replace('_', '-')}?)" if close else ""
             raise ValueError(f"unknown option --{name.replace('_', '-')}{hint}; see docs/training.md")
         out[name] = _convert(name, kinds[name], values)
