@@ -104,7 +104,7 @@ def test_the_sampler_picks_the_target_frame_by_visa_rule(clip, pipeline):
     results = run_on_video(frames, [QUERY, "the cat at the bottom"], pipeline, progress=False)
     assert [r.text for r in results] == [QUERY, "the cat at the bottom"]
     for r in results:
-        assert len(r.answers) == pipeline.num_answers
+        assert len(r.answers) == pipeline.sampler.num_answers
         assert r.tp == aggregate(r.answers) and r.target_frame == target_frame(r.tp, len(frames))
     assert not np.array_equal(results[0].masks, results[1].masks)  # the text decides what is segmented
 

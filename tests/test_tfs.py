@@ -19,6 +19,7 @@ from visa_lib.tfs import (
     percentage_answer,
     target_frame,
 )
+from visa_lib.tfs.samplers import query_seed, subsample
 from visa_lib.tfs.video_llm import (
     TOY_TFS_WEIGHTS,
     VIDEO_LLM_CONFIGS,
@@ -104,7 +105,8 @@ def test_baselines_and_oracle_backends():
     uni = UniformSampler(seed=1).sample(frames, "the cat")
     assert len(set(uni.answers)) > 1 and all(p is not None for p in uni.percentages)
     assert uni.tp == pytest.approx(np.mean(uni.percentages))
-    assert UniformSampler(seed=1).sample(frames, "x").answers == uni.answers  # seeded
+    assert UniformSampler(seed=1).sample(frames, "the cat").answers == uni.answers  # seeded per query
+    assert UniformSampler(seed=1).sample(frames, "the dog").answers != uni.answers  # by its own text
     gt = np.zeros((20, 8, 8), bool)
     gt[12:16, 2:5, 2:5] = True
     oracle = OracleSampler().sample(frames, "the cat", gt_masks=gt)
@@ -195,3 +197,41 @@ def test_shipped_toy_sampler_answers_with_percentages():
     result = sampler.sample(frames, "which object appears last?")
     parsed = [p for p in result.percentages if p is not None]
     assert len(parsed) >= 8  # the trained sampler answers in the expected "NN%" form
+
+
+class _CountingFrames:
+    """A lazy video that records which frames were read."""
+
+    def __init__(self, n):
+        self.n, self.read = n, []
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        self.read.append(int(i))
+        return np.full((8, 8, 3), int(i), np.uint8)
+
+
+def test_choose_subsamples_encodes_once_and_seeds_each_query_by_its_text():
+    class _Spy(UniformSampler):
+        encodes = 0
+
+        def encode(self, frames, indices):
+            _Spy.encodes += 1
+            return np.stack([frames[int(i)] for i in indices])
+
+    frames = _CountingFrames(200)
+    sampler = _Spy(seed=5, max_frames=16)
+    both = sampler.choose(frames, ["the cat", "the dog"])
+    assert _Spy.encodes == 1 and len(frames.read) == 16  # one encoding, only the shown frames read
+    assert frames.read == subsample(np.arange(200), 16).tolist()
+    assert all(len(r.answers) == 10 and r.num_frames == 200 for r in both)
+    assert all(r.frame == target_frame(r.tp, 200) for r in both)  # frame of the FULL video
+    # A query's answers do not depend on what was asked before it or next to it.
+    alone = _Spy(seed=5, max_frames=16).choose(frames, ["the dog"])[0]
+    swapped = _Spy(seed=5, max_frames=16).choose(frames, ["the dog", "the cat"])
+    assert alone.answers == both[1].answers == swapped[0].answers
+    assert swapped[1].answers == both[0].answers
+    assert _Spy(seed=6, max_frames=16).choose(frames, ["the dog"])[0].answers != alone.answers
+    assert query_seed(5, "the dog") == query_seed(5, "the dog") != query_seed(5, "the cat")

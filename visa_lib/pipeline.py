@@ -11,8 +11,10 @@ This is VISA's inference (reference/visa_facts.md §6.4, §7, §8), one expressi
 3. **XMem**: the mask is propagated forwards and backwards from the target frame. An empty mask
    means "no target": every frame is empty and XMem does not run, as in VISA's scripts.
 
-Queries about one video share the sampler's video encoding and, when they pick the same target
-frame, the VISA image encodings.
+:func:`run_on_video` is these three stages and nothing else: ``pipeline.sampler.choose(frames, texts)``
+(the sampler owns subsampling, encoding the video once, the K answers and their aggregation),
+``pipeline.model.segment(...)`` per distinct target frame (queries picking the same frame share its
+encodings), and :func:`visa_lib.xmem.propagate.propagate` both ways.
 """
 
 from __future__ import annotations
@@ -26,17 +28,12 @@ import torch
 
 from visa_lib.data.revos import RevosSplit
 from visa_lib.data.sampling import EVAL_MAX_REFERENCES, eval_reference_frames
-from visa_lib.data.video import SplitVideoFrames, VideoFrames
+from visa_lib.data.video import VideoFrames
 from visa_lib.model.build import build_visa
 from visa_lib.model.visa import VisaModel
-from visa_lib.tfs import NUM_ANSWERS, FrameSampler, VideoLLMSampler, aggregate, build_frame_sampler
-from visa_lib.tfs import target_frame as frame_from_tp
-from visa_lib.tfs.video_llm import subsample
+from visa_lib.tfs import FrameSampler, TFSResult, build_frame_sampler
 from visa_lib.xmem.inference import XMemTracker
 from visa_lib.xmem.propagate import propagate
-
-#: Frames a non-LLM sampler is shown (the toy video LLM uses its own ``max_frames``).
-SAMPLER_MAX_FRAMES = 64
 
 
 @dataclass
@@ -46,17 +43,15 @@ class VisaPipeline:
     Attributes:
       model (VisaModel): segments the target frame.
       sampler (FrameSampler | None): picks the target frame (None: give ``target_frame=`` to
-        :func:`run_on_video`).
+        :func:`run_on_video`); it also holds K, ``sampler.num_answers``.
       tracker (XMemTracker): propagates the target mask.
       max_references (int): reference budget of VISA's evaluation rule (11).
-      num_answers (int): K, the sampler's answers per query (10).
     """
 
     model: VisaModel
     sampler: FrameSampler | None
     tracker: XMemTracker
     max_references: int = EVAL_MAX_REFERENCES
-    num_answers: int = NUM_ANSWERS
 
 
 @dataclass
@@ -89,7 +84,7 @@ class VideoSegmentation:
 
 def build_pipeline(
     name: str = "toy",
-    sampler: str | None = "toy",
+    sampler: str | FrameSampler | None = "toy",
     device: str | torch.device = "cpu",
     seed: int = 0,
     **visa_kwargs,
@@ -98,7 +93,8 @@ def build_pipeline(
 
     Arguments:
       name (str): VISA config for :func:`visa_lib.model.build.build_visa` ("toy", "chatunivi-7b", ...).
-      sampler (str | None): :func:`visa_lib.tfs.build_frame_sampler` name ("toy", "uniform", "first_frame");
+      sampler (str | FrameSampler | None): a :func:`visa_lib.tfs.build_frame_sampler` name ("toy",
+        "uniform", "first_frame", "hf:<id or folder>", "tpfile:<file>") or a built sampler;
         None = no sampler (every call then gives ``target_frame=``).
       device (str | torch.device): where VISA and XMem run.
       seed (int): seed of the sampler's answers.
@@ -114,7 +110,9 @@ def build_pipeline(
         if xmem_checkpoint is not None
         else XMemTracker.toy(device=device)
     )
-    frame_sampler = build_frame_sampler(sampler, seed=seed) if sampler is not None else None
+    frame_sampler = (
+        build_frame_sampler(sampler, seed=seed, device=device) if isinstance(sampler, str) else sampler
+    )
     return VisaPipeline(model=model, sampler=frame_sampler, tracker=tracker)
 
 
@@ -141,24 +139,13 @@ def _take(frames: np.ndarray | VideoFrames, indices: Sequence[int]) -> np.ndarra
     return np.stack([frames[i] for i in indices])
 
 
-def _sampler_answers(pipeline: VisaPipeline, frames, texts: Sequence[str]) -> list[list[str]]:
-    sampler = pipeline.sampler
-    n = len(frames)
-    if isinstance(sampler, VideoLLMSampler):
-        limit = sampler.model.config.max_frames
-        shown = _take(frames, subsample(np.arange(n), limit))
-        visual = sampler.encode_video(shown)  # encoded once for every query
-        return [sampler.answer_from_visual(visual, t, pipeline.num_answers) for t in texts]
-    shown = _take(frames, subsample(np.arange(n), SAMPLER_MAX_FRAMES))
-    return [sampler.answer(shown, t, pipeline.num_answers) for t in texts]
-
-
 def run_on_video(
     frames,
     text: str | Sequence[str],
     pipeline: VisaPipeline | None = None,
     *,
     target_frame: int | None = None,
+    keys: Sequence[str] | None = None,
     progress: bool = True,
 ) -> VideoSegmentation | list[VideoSegmentation]:
     """Segment and track what ``text`` refers to, in every frame of a video.
@@ -171,6 +158,8 @@ def run_on_video(
         build it once yourself for repeated calls.
       target_frame (int | None): skip the sampler and segment this frame first (VISA's oracle-frame
         ablation, or a frame you chose).
+      keys (Sequence[str] | None): ``"<video>/<exp_id>"`` per query, for samplers that look answers up
+        (``tpfile:``); the others ignore them.
       progress (bool): tqdm bars for XMem.
     Returns:
       VideoSegmentation for one query, a list for several (same order).
@@ -184,20 +173,18 @@ def run_on_video(
     frames = _as_frames(frames)
     n = len(frames)
     pipeline = pipeline or build_pipeline()
+    # Stage 1: the frame sampler picks each query's target frame.
     if target_frame is not None:
         if not -n <= target_frame < n:
             raise ValueError(f"run_on_video: target_frame={target_frame} is outside the video's {n} frames")
-        answers: list[list[str]] = [[] for _ in texts]
-        tps: list[float | None] = [None] * len(texts)
-        targets = [target_frame % n] * len(texts)
+        choices = [TFSResult([], [], None, target_frame % n, n) for _ in texts]
     elif pipeline.sampler is None:
         raise ValueError("run_on_video: the pipeline has no frame sampler; pass target_frame=")
     else:
-        answers = _sampler_answers(pipeline, frames, texts)
-        tps = [aggregate(a) for a in answers]
-        targets = [frame_from_tp(tp, n) for tp in tps]
+        choices = pipeline.sampler.choose(frames, texts, keys=keys)
+    targets = [c.frame for c in choices]
 
-    # VISA on each distinct target frame (queries picking the same frame share its encodings)
+    # Stage 2: VISA on each distinct target frame (queries picking the same frame share its encodings).
     target_masks: dict[int, np.ndarray] = {}
     references: dict[int, list[int]] = {}
     for target in dict.fromkeys(targets):
@@ -208,6 +195,7 @@ def run_on_video(
             target_masks[k] = mask
         references[target] = refs
 
+    # Stage 3: XMem carries each target mask to every frame, both ways.
     results = []
     for k, t in enumerate(texts):
         mask = target_masks[k]
@@ -216,7 +204,9 @@ def run_on_video(
         else:  # VISA: an empty target mask is "no target" in every frame; XMem is not run
             masks = np.zeros((n, *mask.shape), dtype=bool)
         results.append(
-            VideoSegmentation(t, targets[k], tps[k], answers[k], references[targets[k]], mask, masks)
+            VideoSegmentation(
+                t, targets[k], choices[k].tp, choices[k].answers, references[targets[k]], mask, masks
+            )
         )
     return results[0] if single else results
 
@@ -231,7 +221,8 @@ def write_split_predictions(
     """Run the pipeline on every expression of a ReVOS-format split; write VISA's prediction PNGs.
 
     Writes ``pred_dir/<video>/<exp_id>/<frame>.png`` (0/255), the layout ``visa eval revos`` reads,
-    and ``pred_dir/target_frames.json`` (per expression: target frame, ``tp``, answers).
+    and ``pred_dir/target_frames.json`` (per expression: target frame, ``tp``, answers). Everything is
+    predicted again (``visa predict`` / :func:`visa_lib.predict.predict_split` resume and use every core).
 
     Arguments:
       split (RevosSplit): e.g. ``load_revos(REASONVOS_LITE, "valid")``.
@@ -242,42 +233,12 @@ def write_split_predictions(
     Returns:
       Path: ``pred_dir``.
     """
-    import json
+    from visa_lib.predict import predict_split
 
-    from tqdm.auto import tqdm
-
-    from visa_lib.evaluate import write_predictions
-
-    pred_dir = Path(pred_dir)
-    names = list(split.videos) if videos is None else list(videos)
-    unknown = [v for v in names if v not in split.videos]
-    if unknown:
-        raise ValueError(f"write_split_predictions: videos {unknown[:3]} are not in split {split.split!r}")
-    log = {}
-    bar = tqdm(
-        total=sum(len(split.videos[v].expressions) for v in names),
-        desc="VISA",
-        unit="expr",
-        disable=not progress,
+    report = predict_split(
+        split, pred_dir, pipeline, workers=1, videos=videos, resume=False, progress=progress
     )
-    for video in names:
-        meta = split.videos[video]
-        frames = SplitVideoFrames(split, video)
-        exp_ids = list(meta.expressions)
-        if exp_ids:
-            texts = [meta.expressions[e].text for e in exp_ids]
-            for exp_id, result in zip(
-                exp_ids, run_on_video(frames, texts, pipeline, progress=False), strict=True
-            ):
-                write_predictions(pred_dir, video, exp_id, meta.frames, result.masks)
-                log[f"{video}/{exp_id}"] = {
-                    "target_frame": result.target_frame,
-                    "tp": result.tp,
-                    "answers": result.answers,
-                    "found": result.found,
-                }
-        bar.update(len(exp_ids))
-    bar.close()
-    pred_dir.mkdir(parents=True, exist_ok=True)
-    (pred_dir / "target_frames.json").write_text(json.dumps(log, indent=1))
-    return pred_dir
+    if report.failed:
+        video, reason = next(iter(report.failed.items()))
+        raise FileNotFoundError(f"write_split_predictions: video {video!r} cannot be read ({reason})")
+    return report.pred_dir

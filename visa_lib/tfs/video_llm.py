@@ -42,7 +42,7 @@ from visa_lib.model.prompts import IMAGE_TOKEN, IMAGE_TOKEN_INDEX
 from visa_lib.model.vision import VisionTower, build_vision_tower
 from visa_lib.paths import TOY_WEIGHTS
 from visa_lib.tfs.answers import NUM_ANSWERS, build_tfs_question
-from visa_lib.tfs.samplers import FrameSampler
+from visa_lib.tfs.samplers import FrameSampler, subsample  # noqa: F401  (subsample: re-exported)
 
 #: Default location of the toy sampler's weights (metadata: config and tokenizer vocabulary).
 TOY_TFS_WEIGHTS = TOY_WEIGHTS / "toy_tfs.safetensors"
@@ -199,13 +199,18 @@ def _top_p_sample(
 class VideoLLMSampler(FrameSampler):
     """TFS backend: a :class:`VideoLLM` answering the question by sampling.
 
+    The video is encoded once (:meth:`encode`: at most ``config.max_frames`` frames through the
+    frozen tower, pooled); each query then samples its K answers in one batch from a generator
+    seeded by the query's own text.
+
     Arguments:
         model (VideoLLM): the trained video LLM.
         tokenizer: its tokenizer (the toy word-level one on the toy rung).
         tower (VisionTower): the frozen vision tower producing the visual tokens.
         temperature (float), top_p (float): sampling settings (VISA: 0.6, 0.9).
         max_new_tokens (int): generation budget per answer.
-        seed (int): seed of the sampling generator (the answers are reproducible).
+        seed (int): seed of the sampling (mixed with each query's text).
+        num_answers (int): K (VISA: 10).
     """
 
     name = "video_llm"
@@ -219,36 +224,33 @@ class VideoLLMSampler(FrameSampler):
         top_p: float = TOP_P,
         max_new_tokens: int = 6,
         seed: int = 0,
+        num_answers: int = NUM_ANSWERS,
     ) -> None:
+        super().__init__(num_answers=num_answers, max_frames=model.config.max_frames, seed=seed)
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.tower = tower
         self.temperature = temperature
         self.top_p = top_p
         self.max_new_tokens = max_new_tokens
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def encode_video(self, frames: np.ndarray) -> torch.Tensor:
-        """Frames ``uint8 [N, H, W, 3]`` -> pooled visual tokens ``[T, P, C]`` (T <= max_frames)."""
-        return self.model.pool_patches(
-            self.tower.encode_frames(subsample(frames, self.model.config.max_frames))
-        )
-
-    def answer(self, frames, expression, num_answers=NUM_ANSWERS, gt_masks=None) -> list[str]:
-        return self.answer_from_visual(self.encode_video(frames), expression, num_answers)
 
     @torch.no_grad()
-    def answer_from_visual(
-        self, visual: torch.Tensor, expression: str, num_answers: int = NUM_ANSWERS
-    ) -> list[str]:
-        """Sample ``num_answers`` answers given pre-computed visual tokens ``[T, P, C]``."""
+    def encode(self, frames, indices: np.ndarray) -> torch.Tensor:
+        """The shown frames ``uint8 [T, H, W, 3]`` -> pooled visual tokens ``[T, P, C]``."""
+        shown = np.stack([frames[int(i)] for i in indices])
+        return self.model.pool_patches(self.tower.encode_frames(shown))
+
+    @torch.no_grad()
+    def draw(self, video: torch.Tensor, text: str, num_answers: int, seed: int, gt_masks=None) -> list[str]:
+        """Sample ``num_answers`` answers given the visual tokens ``[T, P, C]`` from :meth:`encode`."""
         from visa_lib.model.tokenizer import tokenize_prompt
 
         tok = self.tokenizer
+        generator = torch.Generator().manual_seed(seed)
         device = self.model.llm.get_input_embeddings().weight.device
-        visual = visual.to(device)
-        prompt_ids = tokenize_prompt(tok, build_tfs_prompt(expression))
-        query = torch.as_tensor(tok(expression, add_special_tokens=False).input_ids, device=device)
+        visual = video.to(device)
+        prompt_ids = tokenize_prompt(tok, build_tfs_prompt(text))
+        query = torch.as_tensor(tok(text, add_special_tokens=False).input_ids, device=device)
         emb = self.model.embed(prompt_ids, self.model.frame_tokens(visual, query))
         emb = emb[None].expand(num_answers, -1, -1)
         out = self.model.llm(inputs_embeds=emb, use_cache=True)
@@ -256,7 +258,7 @@ class VideoLLMSampler(FrameSampler):
         tokens = torch.empty(num_answers, 0, dtype=torch.long, device=device)
         done = torch.zeros(num_answers, dtype=torch.bool, device=device)
         for _ in range(self.max_new_tokens):
-            nxt = _top_p_sample(logits, self.temperature, self.top_p, self.generator)
+            nxt = _top_p_sample(logits, self.temperature, self.top_p, generator)
             nxt = torch.where(done, torch.full_like(nxt, tok.eos_token_id), nxt)
             tokens = torch.cat([tokens, nxt[:, None]], dim=1)
             done |= nxt == tok.eos_token_id
@@ -277,13 +279,6 @@ def decode_answer(tokenizer, ids: Sequence[int]) -> str:
     return "".join(pieces)
 
 
-def subsample(frames: np.ndarray, max_frames: int) -> np.ndarray:
-    """At most ``max_frames`` frames, spread uniformly (percent positions are preserved)."""
-    if len(frames) <= max_frames:
-        return frames
-    return frames[np.linspace(0, len(frames) - 1, max_frames).round().astype(int)]
-
-
 def save_video_llm(model: VideoLLM, vocab: list[str], path: str | Path, summary: dict | None = None) -> None:
     """Save weights with the config, tokenizer vocabulary and a training summary as metadata."""
     from safetensors.torch import save_file
@@ -300,13 +295,28 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         return dict(f.metadata() or {})
 
 
-def build_frame_sampler(name: str = "toy", weights: str | Path | None = None, seed: int = 0) -> FrameSampler:
+#: Sampler names :func:`build_frame_sampler` knows (``hf:`` and ``tpfile:`` take a value after the colon).
+SAMPLER_NAMES = ("toy", "uniform", "first_frame", "oracle", "hf:<model id or folder>", "tpfile:<file>")
+
+
+def build_frame_sampler(
+    name: str = "toy",
+    weights: str | Path | None = None,
+    seed: int = 0,
+    num_answers: int = NUM_ANSWERS,
+    device: str | torch.device = "cpu",
+) -> FrameSampler:
     """Build a TFS backend by name.
 
     Arguments:
-        name (str): ``"toy"`` (the shipped toy video LLM), ``"uniform"``, ``"first_frame"`` or ``"oracle"``.
+        name (str): ``"toy"`` (the shipped toy video LLM), ``"uniform"``, ``"first_frame"``, ``"oracle"``,
+            ``"hf:<id or folder>"`` (a Hugging Face video LLM, :mod:`visa_lib.tfs.hf_video_llm`) or
+            ``"tpfile:<file>"`` (``tp`` per expression read from VISA's published file,
+            :mod:`visa_lib.tfs.tp_file`).
         weights (str | Path | None): toy weights file (default: ``data_samples/weights/toy_tfs.safetensors``).
-        seed (int): seed of the sampling.
+        seed (int): seed of the sampling (mixed with each query's text).
+        num_answers (int): K, answers per query.
+        device (str | torch.device): where a video LLM runs (the toy one always runs on the CPU).
 
     Returns:
         FrameSampler: the backend.
@@ -314,16 +324,21 @@ def build_frame_sampler(name: str = "toy", weights: str | Path | None = None, se
     from visa_lib.model.tokenizer import build_toy_tokenizer
     from visa_lib.tfs.samplers import FirstFrameSampler, OracleSampler, UniformSampler
 
-    simple = {
-        "uniform": lambda: UniformSampler(seed),
-        "first_frame": FirstFrameSampler,
-        "oracle": OracleSampler,
-    }
+    simple = {"uniform": UniformSampler, "first_frame": FirstFrameSampler, "oracle": OracleSampler}
     if name in simple:
-        return simple[name]()
+        return simple[name](num_answers=num_answers, seed=seed)
+    kind, _, value = name.partition(":")
+    if kind == "hf" and value:
+        from visa_lib.tfs.hf_video_llm import HFVideoLLMSampler
+
+        return HFVideoLLMSampler.from_pretrained(value, device=device, seed=seed, num_answers=num_answers)
+    if kind == "tpfile" and value:
+        from visa_lib.tfs.tp_file import TpFileSampler
+
+        return TpFileSampler(value)
     if name != "toy":
         raise ValueError(
-            f"build_frame_sampler: unknown name {name!r}; choose toy, uniform, first_frame or oracle"
+            f"build_frame_sampler: unknown name {name!r}; choose one of {', '.join(SAMPLER_NAMES)}"
         )
     path = Path(weights) if weights is not None else TOY_TFS_WEIGHTS
     if not path.is_file():
@@ -338,4 +353,6 @@ def build_frame_sampler(name: str = "toy", weights: str | Path | None = None, se
     if missing or unexpected:
         raise KeyError(f"{path}: missing keys {missing[:8]}, unexpected keys {unexpected[:8]}")
     tokenizer = build_toy_tokenizer(vocab=json.loads(meta["vocab"]))
-    return VideoLLMSampler(model, tokenizer, build_vision_tower(config.vision), seed=seed)
+    return VideoLLMSampler(
+        model, tokenizer, build_vision_tower(config.vision), seed=seed, num_answers=num_answers
+    )
