@@ -163,7 +163,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="random toy CLIP/SAM instead of the shipped ones (pipeline check only)",
     )
-    parser.add_argument("--output-dir", type=Path, default=None, help="checkpoints and metrics.jsonl (optional)")
+    parser.add_argument(
+        "--output-dir", type=Path, default=None, help="checkpoints and metrics.jsonl (optional)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     return parser.parse_args(argv)
@@ -212,7 +214,9 @@ def main(argv: list[str] | None = None) -> dict:
     items = pick_target_frames(valid, max_items=args.eval_items)
     trained_scores = target_frame_scores(model, valid, items, cache=FrameFeatureCache(model, valid))
     untrained_scores = target_frame_scores(untrained, valid, items)
-    train_items = pick_target_frames(train_split, max_items=args.eval_train_items) if args.eval_train_items else []
+    train_items = (
+        pick_target_frames(train_split, max_items=args.eval_train_items) if args.eval_train_items else []
+    )
     cache = FrameFeatureCache(model, train_split)
     train_trained = target_frame_scores(model, train_split, train_items, cache=cache) if train_items else []
     train_untrained = target_frame_scores(untrained, train_split, train_items) if train_items else []
@@ -228,7 +232,9 @@ def main(argv: list[str] | None = None) -> dict:
         "refs": list(args.refs),
         "mode": args.mode,
         "train_seconds": round(train_seconds, 1),
-        "final_loss": {k: float(np.mean([h[k] for h in visa_steps[-50:]])) for k in ("total", "ce", "bce", "dice")},
+        "final_loss": {
+            k: float(np.mean([h[k] for h in visa_steps[-50:]])) for k in ("total", "ce", "bce", "dice")
+        },
         "valid_items": len(items),
         "valid_iou_trained": mean_iou(trained_scores),
         "valid_iou_untrained": mean_iou(untrained_scores),

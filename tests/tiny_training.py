@@ -7,6 +7,7 @@ distributed test compares two such processes with one.
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -85,9 +86,17 @@ if __name__ == "__main__":  # accelerate launch tests/tiny_training.py OUT K=V .
     torch.set_num_threads(1)
     out, *pairs = sys.argv[1:]
     changes = {k: _parse(v) for k, v in (p.split("=", 1) for p in pairs)}
-    result = train(tiny_config(**changes), model=tiny_model(lora_dropout=0.0), data=tiny_data(), progress=False)
+    result = train(
+        tiny_config(**changes), model=tiny_model(lora_dropout=0.0), data=tiny_data(), progress=False
+    )
     from accelerate import PartialState
 
-    if PartialState().is_main_process:
+    process = PartialState()
+    if process.is_main_process:
         state = {k: v.contiguous() for k, v in result.model.state_dict().items()}
-        save_file(state, out, metadata={"losses": repr([h["total"] for h in result.history])})
+        metadata = {
+            "losses": json.dumps([h["total"] for h in result.history]),
+            "processes": str(process.num_processes),
+            "backend": str(process.backend),
+        }
+        save_file(state, out, metadata=metadata)

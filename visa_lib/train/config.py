@@ -121,8 +121,14 @@ class TrainConfig:
             (self.micro_batch >= 1 and self.grad_accum >= 1, "micro_batch and grad_accum must be >= 1"),
             (self.steps >= 0 and self.text_warmup_steps >= 0, "steps must be >= 0"),
             (self.mixed_precision in MIXED_PRECISION, f"mixed_precision must be one of {MIXED_PRECISION}"),
-            (self.text_warmup_answer in ("target", "query"), "text_warmup_answer must be 'target' or 'query'"),
-            (len(self.frames) == 2 and 1 <= self.frames[0] <= self.frames[1], "frames must be MIN MAX, 1 <= MIN <= MAX"),
+            (
+                self.text_warmup_answer in ("target", "query"),
+                "text_warmup_answer must be 'target' or 'query'",
+            ),
+            (
+                len(self.frames) == 2 and 1 <= self.frames[0] <= self.frames[1],
+                "frames must be MIN MAX, 1 <= MIN <= MAX",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -139,7 +145,9 @@ class TrainConfig:
 
     def group_lrs(self) -> dict[str, float]:
         """Per-part learning rates that differ from ``lr`` (``{"sam": decoder_lr, ...}``)."""
-        return {part: getattr(self, knob) for knob, part in PART_LRS.items() if getattr(self, knob) is not None}
+        return {
+            part: getattr(self, knob) for knob, part in PART_LRS.items() if getattr(self, knob) is not None
+        }
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -258,7 +266,9 @@ def parse_overrides(tokens: list[str]) -> dict[str, object]:
         name = token[2:].replace("-", "_")
         values = []
         i += 1
-        while i < len(tokens) and not (tokens[i].startswith("--") and len(tokens[i]) > 2 and not _is_number(tokens[i])):
+        while i < len(tokens) and not (
+            tokens[i].startswith("--") and len(tokens[i]) > 2 and not _is_number(tokens[i])
+        ):
             values.append(tokens[i])
             i += 1
         if name.startswith("no_") and name[3:] in kinds and kinds[name[3:]] is bool and not values:

@@ -1,4 +1,4 @@
-"""The metrics log of a training run: ``metrics.jsonl`` (one JSON object a line) and TensorBoard if installed."""
+"""The metrics log of a training run: ``metrics.jsonl`` (a JSON object a line), TensorBoard if installed."""
 
 from __future__ import annotations
 

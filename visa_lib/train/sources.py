@@ -63,6 +63,12 @@ class SampleStream:
             if self.position - 1 == index:
                 return sample
 
+    def skip_to(self, position: int) -> None:
+        """Draw and drop samples until ``position`` is next (every process ends a step in one state)."""
+        while self.position < position:
+            self.draw(self.rng)
+            self.position += 1
+
     def state_dict(self) -> dict:
         return {"position": self.position}
 

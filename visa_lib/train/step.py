@@ -100,9 +100,13 @@ def weighted_loss(
       "bce", "dice" divided by the micro-batch size (they sum to the micro-batch means).
     """
     total_masks = max(1, sum(len(s.gt_masks) for s in micro_batch))
-    loss, _ = sample_forward(model, sample, forward)
+    loss, out = sample_forward(model, sample, forward)
     share = len(sample.gt_masks) / total_masks
     weighted = loss.ce / len(micro_batch) + share * (loss.total - loss.ce)  # CE per sample, masks per mask
+    if len(sample.gt_masks) == 0:
+        # A text-only answer runs the [SEG] head on zero rows; tying that empty output to the loss
+        # gives the head a zero gradient, which DistributedDataParallel needs from every process.
+        weighted = weighted + 0.0 * out.seg_embeddings.sum()
     return weighted, {key: value / len(micro_batch) for key, value in loss.as_floats().items()}
 
 

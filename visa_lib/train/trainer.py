@@ -74,7 +74,9 @@ class TrainResult:
     data: TrainingData
 
 
-def parameter_groups(model: torch.nn.Module, lr: float, group_lrs: dict[str, float] | None = None) -> list[dict]:
+def parameter_groups(
+    model: torch.nn.Module, lr: float, group_lrs: dict[str, float] | None = None
+) -> list[dict]:
     """Trainable parameters split by top-level part (``llm``, ``seg_head``, ``sam``, ...) with their lr.
 
     Arguments:
@@ -192,7 +194,9 @@ def _resume_folder(config: TrainConfig) -> Path | None:
         return latest_checkpoint(config.output_dir)  # None: nothing saved yet, start from scratch
     folder = Path(config.resume_from)
     if not (folder / STATE_FILE).is_file():
-        raise FileNotFoundError(f"resume_from={folder}: no {STATE_FILE} there; pass a folder under checkpoints/")
+        raise FileNotFoundError(
+            f"resume_from={folder}: no {STATE_FILE} there; pass a folder under checkpoints/"
+        )
     return folder
 
 
@@ -255,7 +259,9 @@ def train(
         )
         # Stepped by hand once per optimizer step: accelerate's scheduler wrapper would step it once
         # per process.
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_decay(phase.steps, config.lr_warmup_steps))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, warmup_decay(phase.steps, config.lr_warmup_steps)
+        )
         wrapped, optimizer = accelerator.prepare(model, optimizer)
         start = 0
         if resume_state is not None and index == resume_state["phase"]:
@@ -337,10 +343,17 @@ def _run_phase(
                         optimizer.step()
                         scheduler.step()
                         optimizer.zero_grad(set_to_none=True)
+        if hasattr(phase.data, "skip_to"):  # a shared stream: the other processes' samples are drawn too
+            phase.data.skip_to((step + 1) * global_batch)
         means = sums / config.grad_accum
         if accelerator.num_processes > 1:
             means = accelerator.reduce(means.to(accelerator.device), "mean").cpu()
-        record = {"phase": phase.name, "step": step, "lr": lr, **dict(zip(LOSS_KEYS, means.tolist(), strict=True))}
+        record = {
+            "phase": phase.name,
+            "step": step,
+            "lr": lr,
+            **dict(zip(LOSS_KEYS, means.tolist(), strict=True)),
+        }
         history.append(record)
         done = step + 1
         if config.log_every and (step % config.log_every == 0 or done == phase.steps):
@@ -349,9 +362,15 @@ def _run_phase(
                 recent = [h for h in history[-config.log_every :] if h["phase"] == phase.name]
                 text = " ".join(f"{k}={np.mean([h[k] for h in recent]):.4f}" for k in LOSS_KEYS)
                 accelerator.print(f"{phase.name} step {step}: {text}", flush=True)
-        if phase.name == "visa" and config.eval_every and (done % config.eval_every == 0 or done == phase.steps):
+        if (
+            phase.name == "visa"
+            and config.eval_every
+            and (done % config.eval_every == 0 or done == phase.steps)
+        ):
             _validate(accelerator, model, validator, done, validations, log)
-        if config.output_dir and ((config.save_every and done % config.save_every == 0) or done == phase.steps):
+        if config.output_dir and (
+            (config.save_every and done % config.save_every == 0) or done == phase.steps
+        ):
             save_checkpoint(config, accelerator, scheduler, data, index, phase, done, history, validations)
     bar.close()
     model.eval()
@@ -364,7 +383,9 @@ def _validate(accelerator, model, validator, step, validations, log) -> None:
         validations.append(entry)
         log.write({"event": "validation", **entry})
         text = ", ".join(f"{k} {v:.2f}" for k, v in scores.items() if v is not None)
-        accelerator.print(f"validation at step {step} ({validator.num_expressions} expressions): {text}", flush=True)
+        accelerator.print(
+            f"validation at step {step} ({validator.num_expressions} expressions): {text}", flush=True
+        )
         model.train()
     accelerator.wait_for_everyone()
 

@@ -68,7 +68,9 @@ class Validator:
 
         self.split = first_expressions(split, expressions)
         if not self.split.videos:
-            raise ValueError(f"validation split {split.split!r} of {split.root} has no expression with a target")
+            raise ValueError(
+                f"validation split {split.split!r} of {split.root} has no expression with a target"
+            )
         self.sampler = build_frame_sampler(sampler, seed=seed) if sampler is not None else None
         self.tracker = (
             XMemTracker.official(xmem_checkpoint, device=device)
