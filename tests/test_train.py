@@ -276,3 +276,28 @@ def test_visa_train_command_options_and_errors(capsys):
     assert "did you mean --steps" in capsys.readouterr().err
     assert visa_main(["train", "nonexistent.yaml"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_visa_train_command_trains_the_toy_and_writes_its_outputs(tmp_path, capsys):
+    """`visa train toy` end to end on the bundled ReasonVOS-lite (random toy CLIP/SAM, 2 steps)."""
+    out = tmp_path / "run"
+    options = [
+        "--pretrained",
+        "false",
+        "--steps",
+        "2",
+        "--text-warmup-steps",
+        "0",
+        "--generate-train-videos",
+        "0",
+    ]
+    options += ["--frames", "1", "2", "--save-every", "1", "--log-every", "1", "--output-dir", str(out)]
+    assert visa_main(["train", "toy", *options]) == 0
+    assert "merged model (VISA layout)" in capsys.readouterr().out
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "0-visa-step000001",
+        "0-visa-step000002",
+    ]
+    steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps if s.get("phase") == "visa"] == [0, 1]
+    assert (out / "visa" / "model.safetensors").is_file() and (out / "visa" / "config.json").is_file()
