@@ -1,6 +1,7 @@
-"""MeViS and Ref-DAVIS17 in the layouts VISA evaluates, loaded into the same :class:`RevosSplit`.
+"""MeViS, LV-VIS, Ref-YouTube-VOS and Ref-DAVIS17 in VISA's layouts, loaded into the same :class:`RevosSplit`.
 
-MeViS (``mevis/valid_u`` is VISA's validation split, ``mevis/valid`` its server-scored test split)::
+MeViS (``mevis/valid_u`` is VISA's validation split, ``mevis/valid`` its server-scored test split,
+``mevis/train`` its training split) and LV-VIS (``lvvis/train``, converted to the same layout)::
 
     <split>/JPEGImages/<video>/<frame>.jpg
     <split>/meta_expressions.json     {"videos": {video: {"frames", "expressions": {id: {"exp", "obj_id",
@@ -9,18 +10,20 @@ MeViS (``mevis/valid_u`` is VISA's validation split, ``mevis/valid`` its server-
 
 The ground truth of an expression is the SUM of its ``anno_id`` masks, as for ReVOS (single-object
 expressions have one ``anno_id``, multi-object ones several). There is no ``type_id`` (all expressions
-count as one set) and no ``height``/``width`` (taken from the masks).
+count as one set) and no ``height``/``width`` (taken from the masks). LV-VIS expressions are category
+names such as ``"traffic_light"``; :func:`load_lvvis` turns ``_`` into spaces, as VISA's training does.
 
-Ref-DAVIS17 (Ref-Youtube-VOS style)::
+Ref-YouTube-VOS and Ref-DAVIS17::
 
     <split>/JPEGImages/<video>/<frame>.jpg
     <split>/meta_expressions.json     {"videos": {video: {"frames", "expressions": {id: {"exp", ...}}}}}
+        (or, as the datasets are published, meta_expressions/<split>/meta_expressions.json)
     <split>/mask_dict.pkl (or .json)  {str(k): [RLE or null per frame]}
 
 where ``k`` numbers the expressions in the order: videos sorted by name, then the expression ids of each
-video sorted AS STRINGS ("0", "1", "10", "2", ...) (reference/visa_facts.md §5.1). One object per
-expression. A ``.pkl`` is read with :func:`visa_lib.data.safe_pickle.load_pickle`, which admits plain data
-only and never runs code from the file (``.json`` is preferred when both exist).
+video sorted AS STRINGS ("0", "1", "10", "2", ...) (docs/datasets.md). One object per expression. A
+``.pkl`` is read with :func:`visa_lib.data.safe_pickle.load_pickle`, which admits plain data only and never
+runs code from the file (``.json`` is preferred when both exist).
 """
 
 from __future__ import annotations
@@ -51,15 +54,25 @@ from visa_lib.data.safe_pickle import load_pickle
 META_FILE = "meta_expressions.json"
 
 
-def _split_dir(root: Path, split: str) -> Path:
-    """``root/split`` when it holds the meta file, else ``root`` itself (so both spellings work)."""
+def _split_dir(root: Path, split: str) -> tuple[Path, Path]:
+    """``(meta file, split folder)`` of a split, in any of the spellings the datasets are published in.
+
+    The meta file is ``root/<split>/meta_expressions.json``, ``root/meta_expressions/<split>/
+    meta_expressions.json`` (Ref-YouTube-VOS, Ref-DAVIS17 as released) or ``root/meta_expressions.json``
+    (``root`` is the split folder itself); the split folder holds ``JPEGImages/`` and the mask file.
+    """
     root = Path(root)
-    for candidate in (root / split, root):
-        if (candidate / META_FILE).is_file():
-            return candidate
+    candidates = (
+        (root / split / META_FILE, root / split),
+        (root / "meta_expressions" / split / META_FILE, root / split),
+        (root / META_FILE, root),
+    )
+    for meta_path, folder in candidates:
+        if meta_path.is_file():
+            return meta_path, folder
     raise FileNotFoundError(
-        f"{root}: no {META_FILE} in {root / split} or {root}; pass the dataset folder as --data-root "
-        f"and the split folder name as --split"
+        f"{root}: no {META_FILE} in {root / split}, {root / 'meta_expressions' / split} or {root}; pass the "
+        "dataset folder as --data-root and the split folder name as --split"
     )
 
 
@@ -81,6 +94,34 @@ def _fill_unknown_sizes(split: RevosSplit) -> None:
             ) from None
 
 
+def _split_of(
+    folder: Path,
+    split: str,
+    videos: dict[str, VideoMeta],
+    mask_dict: Any,
+    meta_path: Path,
+    mask_path: Path,
+    check_frames: bool,
+) -> RevosSplit:
+    """Validate the masks against the meta file and wrap both in a :class:`RevosSplit`."""
+    validate_masks(videos, mask_dict, meta_path, mask_path)
+    result = RevosSplit(folder, split, videos, mask_dict, None, meta_path, mask_path, folder / FRAME_DIR)
+    _fill_unknown_sizes(result)
+    if check_frames:
+        result.check_frames()
+    return result
+
+
+def _load_mevis_layout(root: str | Path, split: str, check_frames: bool, missing_hint: str) -> RevosSplit:
+    meta_path, folder = _split_dir(Path(root), split)
+    videos = parse_meta(read_json(meta_path), meta_path, require_type=False, require_size=False)
+    mask_path = folder / MASK_DICT
+    if not mask_path.is_file():
+        raise FileNotFoundError(f"{mask_path}: file not found; {missing_hint}")
+    mask_dict = read_json(mask_path)
+    return _split_of(folder, split, videos, mask_dict, meta_path, mask_path, check_frames)
+
+
 def load_mevis(root: str | Path, split: str = "valid_u", check_frames: bool = False) -> RevosSplit:
     """Load and validate a MeViS split (same validation as :func:`~visa_lib.data.revos.load_revos`).
 
@@ -92,21 +133,31 @@ def load_mevis(root: str | Path, split: str = "valid_u", check_frames: bool = Fa
     Returns:
         A :class:`RevosSplit`; every expression has ``type_id`` 0.
     """
-    folder = _split_dir(Path(root), split)
-    meta_path = folder / META_FILE
-    videos = parse_meta(read_json(meta_path), meta_path, require_type=False, require_size=False)
-    mask_path = folder / MASK_DICT
-    if not mask_path.is_file():
-        raise FileNotFoundError(
-            f"{mask_path}: file not found; MeViS 'valid' has no public ground truth (it is scored by the "
-            "challenge server), evaluate on 'valid_u' instead"
-        )
-    mask_dict = read_json(mask_path)
-    validate_masks(videos, mask_dict, meta_path, mask_path)
-    result = RevosSplit(folder, split, videos, mask_dict, None, meta_path, mask_path, folder / FRAME_DIR)
-    _fill_unknown_sizes(result)
-    if check_frames:
-        result.check_frames()
+    return _load_mevis_layout(
+        root,
+        split,
+        check_frames,
+        "MeViS 'valid' has no public ground truth (it is scored by the challenge server), evaluate on "
+        "'valid_u' instead",
+    )
+
+
+def load_lvvis(root: str | Path, split: str = "train", check_frames: bool = False) -> RevosSplit:
+    """Load and validate an LV-VIS split in VISA's layout (the MeViS layout, see the module docstring).
+
+    Args:
+        root: the LV-VIS folder holding ``<split>/``, or the split folder itself.
+        split: ``"train"`` (the split VISA trains on).
+        check_frames: check now that every frame file exists.
+
+    Returns:
+        A :class:`RevosSplit` whose expression texts have ``_`` replaced by spaces ("traffic light").
+    """
+    result = _load_mevis_layout(
+        root, split, check_frames, "LV-VIS in VISA's layout needs mask_dict.json beside meta_expressions.json"
+    )
+    for _, expression in result.expressions():
+        expression.text = expression.text.replace("_", " ")
     return result
 
 
@@ -129,19 +180,8 @@ def davis17_expression_order(meta_videos: Mapping[str, Any]) -> list[tuple[str, 
     return order
 
 
-def load_davis17(root: str | Path, split: str = "valid", check_frames: bool = False) -> RevosSplit:
-    """Load and validate a Ref-DAVIS17 split; ``anno_ids`` become the running expression index.
-
-    Args:
-        root: the Ref-DAVIS17 folder holding ``<split>/``, or the split folder itself.
-        split: ``"valid"`` or ``"train"``.
-        check_frames: check now that every frame file exists.
-
-    Returns:
-        A :class:`RevosSplit` whose expressions each have ``anno_ids == [k]`` (see the module docstring).
-    """
-    folder = _split_dir(Path(root), split)
-    meta_path = folder / META_FILE
+def _load_ytvos_layout(root: str | Path, split: str, check_frames: bool) -> RevosSplit:
+    meta_path, folder = _split_dir(Path(root), split)
     raw = read_json(meta_path)
     if not isinstance(raw, dict) or not isinstance(raw.get("videos"), dict):
         raise DatasetFormatError(f"{meta_path}: missing top-level key 'videos'")
@@ -167,12 +207,36 @@ def load_davis17(root: str | Path, split: str = "valid", check_frames: bool = Fa
         mask_dict = {str(k): v for k, v in mask_dict.items()} if isinstance(mask_dict, dict) else mask_dict
     else:
         raise FileNotFoundError(f"{folder}: neither mask_dict.json nor mask_dict.pkl found")
-    validate_masks(videos, mask_dict, meta_path, mask_path)
-    result = RevosSplit(folder, split, videos, mask_dict, None, meta_path, mask_path, folder / FRAME_DIR)
-    _fill_unknown_sizes(result)
-    if check_frames:
-        result.check_frames()
-    return result
+    return _split_of(folder, split, videos, mask_dict, meta_path, mask_path, check_frames)
+
+
+def load_davis17(root: str | Path, split: str = "valid", check_frames: bool = False) -> RevosSplit:
+    """Load and validate a Ref-DAVIS17 split; ``anno_ids`` become the running expression index.
+
+    Args:
+        root: the Ref-DAVIS17 folder holding ``<split>/``, or the split folder itself.
+        split: ``"valid"`` or ``"train"``.
+        check_frames: check now that every frame file exists.
+
+    Returns:
+        A :class:`RevosSplit` whose expressions each have ``anno_ids == [k]`` (see the module docstring).
+    """
+    return _load_ytvos_layout(root, split, check_frames)
+
+
+def load_refytvos(root: str | Path, split: str = "train", check_frames: bool = False) -> RevosSplit:
+    """Load and validate a Ref-YouTube-VOS split (same layout and numbering as Ref-DAVIS17).
+
+    Args:
+        root: the Ref-YouTube-VOS folder holding ``<split>/`` (and possibly ``meta_expressions/<split>/``),
+            or the split folder itself.
+        split: ``"train"`` (``"valid"`` has no public masks; it is scored by the challenge server).
+        check_frames: check now that every frame file exists.
+
+    Returns:
+        A :class:`RevosSplit` whose expressions each have ``anno_ids == [k]``.
+    """
+    return _load_ytvos_layout(root, split, check_frames)
 
 
 # --------------------------------------------------------------------------------------------------- writers

@@ -119,3 +119,37 @@ def encode_video_rle(masks: np.ndarray, empty_as_none: bool = True) -> list[RLE 
     if masks.ndim != 3:
         raise ValueError(f"encode_video_rle: expected masks of shape [T, H, W], got {tuple(masks.shape)}")
     return [None if (empty_as_none and not frame.any()) else encode_rle(frame) for frame in masks]
+
+
+def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarray:
+    """Decode a COCO ``segmentation`` field (polygons or RLE) into one ``uint8`` 0/1 mask ``[H, W]``.
+
+    Args:
+        segmentation: a list of polygons ``[[x0, y0, x1, y1, ...], ...]`` (their union is the object),
+            an uncompressed RLE ``{"size", "counts": [int, ...]}``, a compressed one (``counts`` str/bytes),
+            or a list of RLEs (their union). An empty list gives an empty mask.
+        height, width: the image size.
+
+    Returns:
+        ``uint8`` array ``[H, W]`` with values 0 and 1.
+    """
+    height, width = int(height), int(width)
+    if isinstance(segmentation, dict) and "size" in segmentation and "counts" in segmentation:
+        return decode_rles([segmentation], (height, width))[0]
+    if not isinstance(segmentation, list):
+        raise ValueError(
+            "decode_segmentation: expected a list of polygons or an RLE dict {'size', 'counts'}, got "
+            f"{type(segmentation).__name__}"
+        )
+    if segmentation and all(isinstance(part, dict) for part in segmentation):  # several RLEs: their union
+        return np.any([decode_segmentation(part, height, width) for part in segmentation], axis=0).astype(
+            np.uint8
+        )
+    polygons = [[float(v) for v in poly] for poly in segmentation if len(poly) >= 6]
+    if not polygons:
+        return np.zeros((height, width), dtype=np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        rles = _coco_mask.frPyObjects(polygons, height, width)
+        merged = _coco_mask.merge(rles)
+    return decode_rles([merged], (height, width))[0]

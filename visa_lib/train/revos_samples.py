@@ -73,6 +73,39 @@ class FrameFeatureCache:
         return len(self._tokens)
 
 
+def clip_ground_truth(split: RevosSplit, clip: TrainingSample) -> np.ndarray:
+    """``bool [N,H,W]``: union of each chosen expression's objects at the clip's target frame.
+
+    A negative clip (target frame from another video) gets all-empty masks of the target's size.
+    """
+    target_meta = split.videos[clip.target_video]
+    gt = np.zeros((len(clip.expression_ids), target_meta.height, target_meta.width), dtype=bool)
+    if not clip.negative:
+        t = clip.target_frame
+        for k, exp_id in enumerate(clip.expression_ids):
+            gt[k] = split.gt_masks(clip.video, exp_id, frames=slice(t, t + 1))[0] > 0
+    return gt
+
+
+def draw_templates(
+    expressions: Sequence[str], rng: np.random.Generator, random_templates: bool = True
+) -> tuple[list[int], list[int]]:
+    """VISA's template choice per expression: a random question of its list and a random answer.
+
+    Arguments:
+      expressions (Sequence[str]): the N queries (the list depends on whether each ends with "?").
+      rng (np.random.Generator): source of randomness.
+      random_templates (bool): False uses template 0 everywhere (the evaluation prompt).
+    Returns:
+      tuple[list[int], list[int]]: ``(question_index, answer_index)``, N each.
+    """
+    if not random_templates:
+        return [0] * len(expressions), [0] * len(expressions)
+    questions = [int(rng.integers(len(question_templates(e)))) for e in expressions]
+    answers = [int(rng.integers(len(ANSWER_LIST))) for _ in expressions]
+    return questions, answers
+
+
 def training_sample(
     cache: FrameFeatureCache, clip: TrainingSample, rng: np.random.Generator, random_templates: bool = True
 ) -> VisaSample:
@@ -89,17 +122,8 @@ def training_sample(
     split = cache.split
     meta = split.videos[clip.video]
     expressions = [meta.expressions[e].text.strip() for e in clip.expression_ids]
-    target_meta = split.videos[clip.target_video]
-    shape = (len(expressions), target_meta.height, target_meta.width)
-    gt = np.zeros(shape, dtype=bool)
-    if not clip.negative:  # a negative target frame comes from another video: every mask is empty
-        t = clip.target_frame
-        for k, exp_id in enumerate(clip.expression_ids):
-            gt[k] = split.gt_masks(clip.video, exp_id, frames=slice(t, t + 1))[0] > 0
-    questions = [
-        int(rng.integers(len(question_templates(e)))) if random_templates else 0 for e in expressions
-    ]
-    answers = [int(rng.integers(len(ANSWER_LIST))) if random_templates else 0 for _ in expressions]
+    gt = clip_ground_truth(split, clip)
+    questions, answers = draw_templates(expressions, rng, random_templates)
     refs = cache.tokens(clip.video, clip.reference_frames)
     target = cache.tokens(clip.target_video, [clip.target_frame])
     return VisaSample(

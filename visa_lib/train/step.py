@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from visa_lib.model.visa import SamImage, VisaModel, VisaOutput
+from visa_lib.train.conversation import tokenize_conversations
 from visa_lib.train.losses import VisaLoss, visa_loss
 
 
@@ -27,6 +28,10 @@ class VisaSample:
         ``gt_masks`` then holds one mask per ``[SEG]`` in them (``[0,H,W]`` when there is none).
       image_tokens (Tensor | None): cached ``encode_images(refs + [target])`` (frozen, so reusable).
       sam_image (SamImage | None): cached ``encode_sam_image(target)``.
+      prompts (list[str] | None): whole conversations used as they are instead of the VISA templates
+        (instruction data, ``visa_lib.train.conversation.instruction_prompt``); the loss falls on every
+        answer. Their ``<image>`` slots take the reference frames, then the target image.
+      dataset (str): name of the dataset the sample was drawn from (for logs).
     """
 
     reference_frames: np.ndarray | None
@@ -38,6 +43,8 @@ class VisaSample:
     answers: list[str] | None = None
     image_tokens: torch.Tensor | None = None
     sam_image: SamImage | None = None
+    prompts: list[str] | None = None
+    dataset: str = ""
 
 
 def sample_forward(
@@ -63,13 +70,16 @@ def sample_forward(
         tokens = model.encode_images(np.concatenate([sample.reference_frames, sample.target_image[None]]))
     if sam_image is None:
         sam_image = model.encode_sam_image(sample.target_image)
-    conv = model.tokenize(
-        sample.expressions,
-        tokens.shape[0] - 1,  # every image but the last (the target) is a reference
-        question_index=sample.question_index or [0] * n,
-        answer_index=sample.answer_index or [0] * n,
-        answers=sample.answers,
-    )
+    if sample.prompts is not None:
+        conv = tokenize_conversations(model.tokenizer, sample.prompts)
+    else:
+        conv = model.tokenize(
+            sample.expressions,
+            tokens.shape[0] - 1,  # every image but the last (the target) is a reference
+            question_index=sample.question_index or [0] * n,
+            answer_index=sample.answer_index or [0] * n,
+            answers=sample.answers,
+        )
     out = (forward or model)(conv.input_ids, tokens, sam_image, conv.attention_mask, conv.labels)
     gt = torch.as_tensor(np.asarray(sample.gt_masks)).float()
     if len(out.seg_rows) != len(gt):
