@@ -196,8 +196,8 @@ def test_resumed_run_reaches_the_same_weights(tmp_path):
 
 
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
-    """`accelerate launch --cpu --num_processes 2` (gloo), 1 sample per process per step, against one
-    process accumulating 2 samples: same samples, same averaged gradient, same weights."""
+    """`accelerate launch --multi_gpu --num_processes 2` on the CPU (gloo), 1 sample per process per
+    step, against one process accumulating 2 samples: same samples, same averaged gradient, same weights."""
     one = train(
         tiny_config(grad_accum=2), model=tiny_model(lora_dropout=0.0), data=tiny_data(), progress=False
     )

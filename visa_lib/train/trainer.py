@@ -5,7 +5,7 @@ One loop for every set-up; ``accelerate`` decides where it runs:
 * ``train("toy")`` or ``visa train toy`` on a laptop CPU;
 * ``visa train visa-7b-qlora --checkpoint ...`` on one GPU (bf16; LLM in 4-bit NF4);
 * ``accelerate launch --config_file configs/accelerate/zero2.yaml -m visa_lib.cli train visa-7b ...``
-  on 8 GPUs with DeepSpeed ZeRO-2 (or ``--multi_gpu`` / ``--cpu --num_processes 2`` for plain DDP).
+  on 8 GPUs with DeepSpeed ZeRO-2 (``--multi_gpu`` for plain DDP; two CPU processes: ``docs/training.md``).
 
 Per optimizer step each process runs ``grad_accum`` micro-batches of ``micro_batch`` samples, one
 backward per sample (only one sample's graph is alive at a time), and reads sample
