@@ -148,6 +148,54 @@ def test_bfloat16_input_keeps_dtype():
     assert spatial_merge(x).dtype == torch.bfloat16
 
 
+def _reference_level(x: torch.Tensor, cluster_num: int, k: int, noise: torch.Tensor) -> torch.Tensor:
+    """One level as docs/checkpoints.md ("Precision") reads Chat-UniVi's code, for a bf16 model.
+
+    Distances, densities and scores in float32 from the (bf16) tokens; the mean in the tokens'
+    dtype: counts, ``1 / (n_c + 1e-6)``, each ``x_i * w_i`` and the running sums rounded to bf16.
+    """
+    b, n, c = x.shape
+    dist = torch.cdist(x.float(), x.float()) / c**0.5
+    knn = torch.topk(dist, k, dim=-1, largest=False).values
+    density = (-(knn**2).mean(-1)).exp() + noise * 1e-6
+    denser = (density[:, None, :] > density[:, :, None]).to(x.dtype)
+    dist_max = dist.flatten(1).max(-1).values[:, None, None]
+    delta = (dist * denser + dist_max * (1 - denser)).min(-1).values
+    centers = torch.topk(delta * density, cluster_num, dim=-1).indices
+    assign = torch.gather(dist, 1, centers[:, :, None].expand(b, cluster_num, n)).argmin(1)
+    assign.scatter_(1, centers, torch.arange(cluster_num).expand(b, cluster_num))
+    idx = (assign + torch.arange(b)[:, None] * cluster_num).reshape(-1)
+    ones = x.new_ones(b * n, 1)
+    all_weight = x.new_zeros(b * cluster_num, 1).index_add_(0, idx, ones) + 1e-6
+    norm_weight = ones / all_weight[idx]
+    merged = x.new_zeros(b * cluster_num, c).index_add_(0, idx, x.reshape(b * n, c) * norm_weight)
+    return merged.reshape(b, cluster_num, c)
+
+
+def test_bfloat16_merge_follows_the_original_arithmetic():
+    """bf16 tokens: each level's mean is bf16 arithmetic and the next level clusters that bf16 output."""
+    from visa_lib.model.visa import TokenMerger
+
+    torch.manual_seed(0)
+    x = (torch.randn(2, 64, 16) * 3).to(torch.bfloat16)
+    nums, ks = (16, 8, 4), (5, 3, 3)
+    noise_gen = torch.Generator().manual_seed(11)
+    levels, current = [], x
+    for num, k in zip(nums, ks, strict=True):
+        noise = torch.rand(current.shape[:2], generator=noise_gen)
+        current = _reference_level(current, num, k, noise)
+        assert current.dtype == torch.bfloat16
+        levels.append(current)
+    expected = torch.cat(levels, dim=1)
+
+    ours = TokenMerger(nums, ks, seed=11)(x)  # the default: the tokens' dtype
+    assert ours.dtype == torch.bfloat16 and torch.equal(ours, expected)
+    fp32 = TokenMerger(nums, ks, seed=11, dtype=torch.float32)(x)  # the documented option
+    assert fp32.dtype == torch.bfloat16 and not torch.equal(fp32, expected)
+    # the two differ by bf16 rounding of sums, which the later levels carry forward
+    assert (fp32.float() - expected.float()).abs().max() > 0
+
+
 @pytest.mark.parametrize(
     ("shape", "cluster_num", "k", "match"),
     [((256, 8), 4, 3, r"\[B, N, C\]"), ((1, 10, 4), 11, 3, "cluster_num=11"), ((1, 10, 4), 3, 0, "k=0")],

@@ -190,6 +190,31 @@ def test_visa_infer_bad_input_is_one_line_without_traceback(tmp_path, capsys):
     assert "query is empty" in capsys.readouterr().err
 
 
+def test_full_rung_never_falls_back_to_toy_parts(tmp_path, clip, capsys):
+    """chatunivi-7b: the toy sampler, the toy XMem and a missing CLIP / SAM are refused, naming the fix."""
+    from visa_lib.cli import main
+    from visa_lib.model.build import build_visa
+
+    with pytest.raises(ValueError, match="sampler='uniform'"):
+        build_pipeline("chatunivi-7b")
+    with pytest.raises(ValueError, match="xmem_weights= the official XMem.pth"):
+        build_pipeline("chatunivi-7b", sampler="uniform")
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    with pytest.raises(ValueError, match="weights= the Chat-UniVi folder"):
+        build_visa("chatunivi-7b", weights=None)
+    with pytest.raises(FileNotFoundError):  # an empty folder is no checkpoint
+        build_visa("chatunivi-7b", weights=folder)
+    frames_dir = tmp_path / "frames"
+    write_video_frames(frames_dir, clip[0][:3])
+    argv = ["infer", "--video", str(frames_dir), "--text", "the cat", "--config", "chatunivi-7b"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--sampler" in err and "Traceback" not in err
+    assert main([*argv, "--sampler", "uniform"]) == 2
+    assert "--xmem-weights" in capsys.readouterr().err
+
+
 def test_demo_scores_the_toy_visa_pipeline_next_to_the_baselines(tmp_path, capsys):
     from visa_lib.cli import main
     from visa_lib.data.reasonvos_lite.generator import generate_split

@@ -71,6 +71,30 @@ def test_predict_writes_what_run_on_video_returns(tiny_split, predicted, pipelin
             assert entry["answers"] == result.answers and entry["found"] == result.found
 
 
+def test_predict_under_a_distributed_launch_splits_videos_between_processes(tiny_split, predicted, tmp_path):
+    """Two processes started like ``accelerate launch`` does (torchrun, gloo on the CPU) share the videos."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "p"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "visa_lib.cli"]
+    command += ["predict", "revos", "--data-root", str(tiny_split), "--out", str(out), "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    run = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    split = load_queries("revos", tiny_split, "valid")
+    assert f"{split.num_expressions} expressions predicted" in run.stdout  # the main process sums the shares
+    assert json.loads((out / TARGET_FRAMES).read_text()) == json.loads(
+        (predicted / TARGET_FRAMES).read_text()
+    )
+    for video, meta in split.videos.items():
+        for exp_id in meta.expressions:
+            np.testing.assert_array_equal(
+                _read(out / video / exp_id, meta.frames), _read(predicted / video / exp_id, meta.frames)
+            )
+
+
 def test_predict_then_eval_equals_the_demo_path(tiny_split, predicted, pipeline, tmp_path):
     split = load_revos(tiny_split, "valid")
     write_split_predictions(split, pipeline, tmp_path / "demo", progress=False)  # what `visa demo` runs

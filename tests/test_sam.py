@@ -425,3 +425,17 @@ def test_shipped_toy_sam_really_segments():
     assert result["objects"] >= 20
     assert result["point_miou"] > 50 and result["point_miou"] > result["point_baseline_miou"] + 10
     assert result["box_miou"] > 50
+
+
+def test_dense_positional_encoding_equals_sams_and_runs_in_bf16():
+    from visa_lib.model.sam import dense_positional_encoding
+
+    sam = build_sam("toy", pretrained=False)
+    assert torch.equal(dense_positional_encoding(sam), sam.prompt_encoder.get_dense_pe())
+    sam.to(torch.bfloat16)  # stock get_dense_pe() fails here (float32 grid @ bf16 matrix)
+    pe = dense_positional_encoding(sam)
+    assert pe.dtype == torch.bfloat16 and pe.shape == (
+        1,
+        sam.prompt_encoder.embed_dim,
+        *sam.prompt_encoder.image_embedding_size,
+    )

@@ -75,11 +75,12 @@ def test_registry_names_and_knobs():
         get_config("chatunivi-7b").llm.hidden_size == 4096
         and get_config("chatunivi-13b").llm.hidden_size == 5120
     )
-    assert get_config("chatunivi-7b", load_in_4bit=True).load_in_4bit
+    assert get_config("chatunivi-7b", cluster_nums=(32, 16, 8)).tokens_per_frame == 56
     with pytest.raises(KeyError, match="chatunivi-7b"):
         get_config("llava")
-    with pytest.raises(ValueError, match="OR"):
-        CONFIGS["toy"].replace(load_in_8bit=True, load_in_4bit=True)
+    with pytest.raises(ValueError, match="OR"):  # runtime knobs are build arguments, checked there
+        build_visa("toy", load_in_8bit=True, load_in_4bit=True)
+    assert not hasattr(CONFIGS["chatunivi-7b"], "dtype")
 
 
 def test_image_tokens_and_expanded_sequence(model):
@@ -252,13 +253,14 @@ def test_quantised_loading_without_bitsandbytes_says_what_to_install():
     else:
         pytest.skip("bitsandbytes is installed here")
     with pytest.raises(ImportError, match=r"pip install visa_lib\[full\]"):
-        build_visa("chatunivi-7b", load_in_4bit=True, checkpoint=None)
+        build_visa("chatunivi-7b", load_in_4bit=True, weights=None)
 
 
 def test_gradient_checkpointing_still_trains_the_adapters():
     torch.manual_seed(0)
     model = build_visa(
-        TINY.replace(gradient_checkpointing=True),
+        TINY,
+        gradient_checkpointing=True,
         weights=None,
         pretrained=False,
         check_trained=False,

@@ -3,7 +3,7 @@
     visa infer --video clip.mp4 --text "which animal eats hay?"                  # toy rung, CPU
     visa infer --video frames/ --text "the cat" --text "what moves fastest?" --out outputs/infer
     visa infer --video frames/ --text "..." --config chatunivi-7b --weights VISA_DIR \\
-        --clip-weights CLIP_DIR --xmem-checkpoint XMem.pth --device cuda       # full rung, GPU
+        --clip-weights CLIP_DIR --xmem-weights XMem.pth --sampler uniform --device cuda   # full rung
 
 For each query it writes ``OUT/<NN_query>/masks/<frame>.png`` (0/255 masks, as VISA writes them),
 ``OUT/<query>/overlay.gif`` (the masks drawn on the video) and ``OUT/summary.json`` (target frame,
@@ -38,8 +38,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Chat-UniVi checkpoint folder (full rung)",
     )
     parser.add_argument("--clip-weights", type=Path, help="CLIP ViT-L/14 folder (full rung)")
-    parser.add_argument("--sam-checkpoint", type=Path, help="SAM .pth (full rung from a Chat-UniVi folder)")
-    parser.add_argument("--xmem-checkpoint", type=Path, help="official XMem.pth (default: the toy XMem)")
+    parser.add_argument("--sam-weights", type=Path, help="SAM .pth (full rung from a Chat-UniVi folder)")
+    parser.add_argument("--xmem-weights", type=Path, help="official XMem.pth (required on the full rung)")
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        help="default: bfloat16 for a checkpoint folder, else float32",
+    )
+    parser.add_argument("--load-in-4bit", action="store_true", help="4-bit LLM (GPU, bitsandbytes)")
     parser.add_argument(
         "--sampler",
         default="toy",
@@ -58,6 +64,7 @@ def query_folder_name(text: str, index: int) -> str:
 
 
 def _pipeline_kwargs(args: argparse.Namespace) -> dict:
+    """``build_pipeline`` keywords: the same names as the flags (``--clip-weights`` -> ``clip_weights``)."""
     from visa_lib.cli import CliError
 
     kwargs: dict = {}
@@ -67,13 +74,12 @@ def _pipeline_kwargs(args: argparse.Namespace) -> dict:
             raise CliError(
                 f"--weights {weights}: no such file or folder (give 'toy', a .safetensors or a folder)"
             )
-        kwargs["checkpoint" if weights.is_dir() else "weights"] = weights
-    if args.clip_weights is not None:
-        kwargs["vision_weights"] = args.clip_weights
-    if args.sam_checkpoint is not None:
-        kwargs["sam_checkpoint"] = args.sam_checkpoint
-    if args.xmem_checkpoint is not None:
-        kwargs["xmem_checkpoint"] = args.xmem_checkpoint
+        kwargs["weights"] = weights
+    for name in ("clip_weights", "sam_weights", "xmem_weights", "dtype"):
+        if getattr(args, name) is not None:
+            kwargs[name] = getattr(args, name)
+    if args.load_in_4bit:
+        kwargs["load_in_4bit"] = True
     return kwargs
 
 
@@ -96,7 +102,7 @@ def main(args: argparse.Namespace) -> int:
         pipeline = build_pipeline(args.config, sampler=sampler, device=args.device, **_pipeline_kwargs(args))
         print(f"{frames}: {len(texts)} quer{'y' if len(texts) == 1 else 'ies'}, VISA config {args.config!r}")
         results = run_on_video(frames, texts, pipeline, target_frame=args.target_frame)
-    except (ValueError, KeyError) as err:
+    except (ValueError, KeyError, FileNotFoundError, ImportError) as err:
         raise CliError(str(err)) from None
 
     frame_names = [f"{t:05d}" for t in range(len(frames))]

@@ -87,9 +87,14 @@ def build_pipeline(
     sampler: str | FrameSampler | None = "toy",
     device: str | torch.device = "cpu",
     seed: int = 0,
+    *,
+    xmem_weights: str | Path | None = None,
     **visa_kwargs,
 ) -> VisaPipeline:
     """The toy pipeline (shipped toy VISA, toy sampler, toy XMem), or a full-rung one.
+
+    On the full rung (a config whose weights come from a checkpoint folder) no toy part is used
+    silently: the toy frame sampler and the toy XMem are refused with what to pass instead.
 
     Arguments:
       name (str): VISA config for :func:`visa_lib.model.build.build_visa` ("toy", "chatunivi-7b", ...).
@@ -98,16 +103,30 @@ def build_pipeline(
         None = no sampler (every call then gives ``target_frame=``).
       device (str | torch.device): where VISA and XMem run.
       seed (int): seed of the sampler's answers.
-      **visa_kwargs: passed to ``build_visa`` (e.g. ``checkpoint=``, ``sam_checkpoint=``, ``load_in_4bit=``);
-        ``xmem_checkpoint=PATH`` loads the official XMem instead of the toy one.
+      xmem_weights (str | Path | None): the official ``XMem.pth``; None = the toy XMem (toy rung only).
+      **visa_kwargs: passed to ``build_visa`` (``weights=``, ``clip_weights=``, ``sam_weights=``,
+        ``dtype=``, ``load_in_4bit=``, ...).
     Returns:
       VisaPipeline
     """
-    xmem_checkpoint = visa_kwargs.pop("xmem_checkpoint", None)
+    from visa_lib.model.configs import get_config
+
+    if get_config(name).tokenizer != "toy":  # the full rung: real weights everywhere
+        if sampler == "toy":
+            raise ValueError(
+                f"build_pipeline({name!r}): the toy frame sampler only knows ReasonVOS-lite's synthetic "
+                "videos; pass sampler='uniform' or 'first_frame' (CLI: --sampler), or give target_frame= "
+                "to run_on_video (CLI: --target-frame)"
+            )
+        if xmem_weights is None:
+            raise ValueError(
+                f"build_pipeline({name!r}): the toy XMem is trained on synthetic sprites only; pass "
+                "xmem_weights= the official XMem.pth (CLI: --xmem-weights)"
+            )
     model = build_visa(name, device=device, seed=seed, **visa_kwargs)
     tracker = (
-        XMemTracker.official(xmem_checkpoint, device=device)
-        if xmem_checkpoint is not None
+        XMemTracker.official(xmem_weights, device=device)
+        if xmem_weights is not None
         else XMemTracker.toy(device=device)
     )
     frame_sampler = (

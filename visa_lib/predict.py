@@ -205,9 +205,10 @@ def _distributed_state():
     """accelerate's ``PartialState`` under ``accelerate launch`` with several processes, else None."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
+    import torch
     from accelerate import PartialState
 
-    return PartialState()
+    return PartialState(cpu=not torch.cuda.is_available())  # gloo between CPU processes, else NCCL
 
 
 def predict_split(
@@ -312,12 +313,17 @@ def predict_split(
     if state is not None:
         from visa_lib.data.revos import read_json, write_json
 
-        write_json(pred_dir / RECORDS / f"failed_{state.process_index}.json", report.failed)
+        mine = {"predicted": report.predicted, "skipped": report.skipped, "failed": report.failed}
+        write_json(pred_dir / RECORDS / f"rank_{state.process_index}.json", mine)
         state.wait_for_everyone()
         if not state.is_main_process:
             return report
-        for path in (pred_dir / RECORDS).glob("failed_*.json"):
-            report.failed.update(read_json(path))
+        report = PredictReport(pred_dir)  # the whole split: every process's share
+        for path in sorted((pred_dir / RECORDS).glob("rank_*.json")):
+            share = read_json(path)
+            report.predicted += share["predicted"]
+            report.skipped += share["skipped"]
+            report.failed.update(share["failed"])
             path.unlink()
     write_target_frames(split, pred_dir)
     return report

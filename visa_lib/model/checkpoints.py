@@ -1,11 +1,14 @@
 """Checkpoints of the VISA model: Chat-UniVi, merged VISA, and our own safetensors format.
 
-Three layouts are read (reference/visa_facts.md §4):
+Three layouts are read (``docs/checkpoints.md``):
 
-* **Chat-UniVi-7B/13B** (Hugging Face folder): LLaMA keys ``model.embed_tokens.weight``,
-  ``model.layers.{i}.*``, ``model.norm.weight``, ``lm_head.weight`` and ``model.mm_projector.*``.
-  The clustering modules ``ctm*``/``block*`` have no parameters. A copy of CLIP under
-  ``model.vision_tower.*`` is skipped (CLIP is loaded from its own checkpoint).
+* **Chat-UniVi-7B/13B** (Hugging Face folder as transformers 4.31 saved it): LLaMA keys
+  ``model.embed_tokens.weight``, ``model.layers.{i}.*``, ``model.norm.weight``, ``lm_head.weight``
+  and ``model.mm_projector.*``, in sharded ``pytorch_model-*.bin`` (+ index) or safetensors files.
+  The clustering modules ``ctm*``/``block*`` have no parameters. Two kinds of keys are accepted and
+  dropped: ``model.layers.{i}.self_attn.rotary_emb.inv_freq`` (RoPE frequencies that 4.31 saved
+  as a buffer; they are computed, never trained) and a copy of CLIP under ``model.vision_tower.*``
+  (CLIP is loaded from its own checkpoint).
 * **Merged VISA** (``merge_lora_weights_and_save_hf_model.py`` output): the same, with the
   vocabulary resized for ``[SEG]`` (32001 rows), plus ``model.visual_model.*`` (SAM) and
   ``model.text_hidden_fcs.0.{0,2}.*`` (the ``[SEG]`` head).
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -52,6 +56,13 @@ _PREFIX_MAP: tuple[tuple[str, str | None], ...] = (
     ("model.", "llm.model."),
 )
 _PEFT_PREFIX = "base_model.model."
+#: RoPE frequencies saved by transformers 4.31 with every LLaMA layer: accepted and dropped.
+ROTARY_BUFFER = re.compile(r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq")
+#: What to do about a key error in a Hugging Face folder.
+_FOLDER_HINT = (
+    "Load the folder as it was published (all shards, no renamed keys); docs/checkpoints.md lists the "
+    "keys of a Chat-UniVi and of a merged VISA folder"
+)
 _INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 _SINGLE_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -164,6 +175,8 @@ def checkpoint_key_to_module(key: str) -> str | None:
             f"checkpoint key {key!r} carries the PEFT prefix {_PEFT_PREFIX!r}: this is an un-merged LoRA "
             "checkpoint. Merge the LoRA weights first (VISA's merge_lora_weights_and_save_hf_model.py)"
         )
+    if ROTARY_BUFFER.fullmatch(key):
+        return None  # computed from rope_theta, never trained (transformers 4.31 saved it)
     for prefix, ours in _PREFIX_MAP:
         if key.startswith(prefix):
             return None if ours is None else ours + key[len(prefix) :]
@@ -198,8 +211,12 @@ def load_module_state(
     components: Iterable[str],
     source: str,
     checkpoint_names: bool = False,
+    hint: str = "",
 ) -> None:
     """Strictly load module-keyed tensors into the named components of ``model``.
+
+    Components whose tensors are still on the meta device (``build_visa`` creates the full-rung LLM
+    there, so no random 7B init is paid for) take the checkpoint's tensors as they are.
 
     Arguments:
       model (VisaModel): the model to fill.
@@ -207,6 +224,7 @@ def load_module_state(
       components (Iterable[str]): components that must be fully covered by ``state``.
       source (str): shown in error messages.
       checkpoint_names (bool): name keys in errors as the checkpoint spells them (``model.*``).
+      hint (str): what to do, appended to error messages.
     Raises:
       CheckpointKeyError: missing keys of those components, or keys outside them, all named.
       ValueError: shape mismatches, named with both shapes.
@@ -215,20 +233,17 @@ def load_module_state(
     expected: dict[str, torch.Tensor] = {}
     for component in components:
         expected.update(_component_state(model, component))
+
     def rename(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {module_key_to_checkpoint(k) if checkpoint_names else k: v for k, v in tensors.items()}
 
-    check_state_dict(
-        rename(expected),
-        rename(state),
-        source,
-        f"(Compared the components {components}.) Is it the right kind of checkpoint for this model size?",
-    )
+    check_state_dict(rename(expected), rename(state), source, hint)
     for component in components:
         module = model.causal_lm if component == "llm" else model.get_submodule(component)
         prefix = component + "."
         sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        module.load_state_dict(sub, strict=True)
+        on_meta = any(t.is_meta for t in module.state_dict().values())
+        module.load_state_dict(sub, strict=True, assign=on_meta)
 
 
 def map_checkpoint_keys(keys: Iterable[str], source: str, allowed: Iterable[str]) -> dict[str, str]:
@@ -271,24 +286,84 @@ def classify_checkpoint(keys: Iterable[str]) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def load_chatunivi_checkpoint(model: VisaModel, path: str | Path | CheckpointFiles) -> VisaModel:
+def _files(path: str | Path | CheckpointFiles) -> CheckpointFiles:
+    return path if isinstance(path, CheckpointFiles) else CheckpointFiles(path)
+
+
+def _add_token_rows(
+    model: VisaModel, state: dict[str, torch.Tensor], std: float, generator: torch.Generator | None
+) -> None:
+    """Give ``embed_tokens`` / ``lm_head`` of a Chat-UniVi checkpoint rows for the added tokens.
+
+    Chat-UniVi has 32000 rows; after ``[SEG]`` is added the model has 32001. The new rows are drawn
+    from ``N(0, std)`` with ``std = initializer_range`` (0.02), as transformers 4.31's
+    ``resize_token_embeddings`` (which VISA calls) initialises them.
+    """
+    for key, module in (
+        ("llm.model.embed_tokens.weight", model.causal_lm.get_input_embeddings()),
+        ("llm.lm_head.weight", model.causal_lm.get_output_embeddings()),
+    ):
+        if key not in state or module is None:
+            continue
+        have, want = state[key].shape[0], module.weight.shape[0]
+        if have < want and state[key].shape[1:] == module.weight.shape[1:]:
+            extra = torch.empty((want - have, *state[key].shape[1:]), dtype=torch.float32)
+            extra.normal_(0.0, std, generator=generator)
+            state[key] = torch.cat([state[key], extra.to(state[key].dtype)])
+
+
+def _load_folder_components(
+    model: VisaModel,
+    files: CheckpointFiles,
+    components: tuple[str, ...],
+    include_llm: bool,
+    generator: torch.Generator | None = None,
+) -> None:
+    """Map a folder's keys onto ``components`` (strict), read the tensors and load them."""
+    source = str(files.path)
+    mapping = map_checkpoint_keys(files.keys(), source, tuple(c + "." for c in components))
+    if not include_llm:  # the LLM came from transformers' own (quantised) loader: check names only
+        expected = {module_key_to_checkpoint(k) for k in _component_state(model, "llm")}
+        have = {k for k, v in mapping.items() if v.startswith("llm.")}
+        if expected != have:
+            raise CheckpointKeyError(
+                f"{source}: LLM keys differ; missing: {format_keys(expected - have) or 'none'}; "
+                f"unexpected: {format_keys(have - expected) or 'none'}. {_FOLDER_HINT}"
+            )
+        mapping = {k: v for k, v in mapping.items() if not v.startswith("llm.")}
+        components = tuple(c for c in components if c != "llm")
+    state = {mapping[k]: v for k, v in files.load(mapping).items()}
+    if "llm" in components:
+        std = float((files.config() or {}).get("initializer_range", 0.02))
+        _add_token_rows(model, state, std, generator)
+    load_module_state(model, state, components, source, checkpoint_names=True, hint=_FOLDER_HINT)
+
+
+def load_chatunivi_checkpoint(
+    model: VisaModel,
+    path: str | Path | CheckpointFiles,
+    *,
+    include_llm: bool = True,
+    generator: torch.Generator | None = None,
+) -> VisaModel:
     """Load a Chat-UniVi checkpoint (LLaMA + ``mm_projector``) into ``model``, strictly.
 
-    The LLM must have the checkpoint's vocabulary size (add ``[SEG]`` and resize AFTER loading;
-    ``build_visa`` does this). SAM and the ``[SEG]`` head are untouched, so a warning says the head
-    is untrained.
+    The model's vocabulary may be larger than the checkpoint's by the added tokens (``[SEG]``):
+    their rows are initialised like transformers 4.31's ``resize_token_embeddings``. SAM and the
+    ``[SEG]`` head are untouched, so a warning says the head is untrained.
 
     Arguments:
       model (VisaModel): a model of the same size, LLM not yet PEFT-wrapped.
       path (str | Path | CheckpointFiles): the checkpoint folder.
+      include_llm (bool): False when the LLM was already loaded by transformers (8/4-bit); its key
+        names are still checked.
+      generator (torch.Generator | None): source of the added rows' initial values.
     """
-    files = path if isinstance(path, CheckpointFiles) else CheckpointFiles(path)
+    files = _files(path)
     _check_not_peft(model, "load_chatunivi_checkpoint")
     if classify_checkpoint(files.keys()) == "visa":
         raise ValueError(f"{files.path} is a merged VISA checkpoint (it holds SAM); use load_visa_checkpoint")
-    mapping = map_checkpoint_keys(files.keys(), str(files.path), ("llm.", "projector."))
-    state = {mapping[k]: v for k, v in files.load(mapping).items()}
-    load_module_state(model, state, ("llm", "projector"), str(files.path), checkpoint_names=True)
+    _load_folder_components(model, files, ("llm", "projector"), include_llm, generator)
     warn_if_untrained(model)
     return model
 
@@ -297,34 +372,110 @@ def load_visa_checkpoint(
     model: VisaModel,
     path: str | Path | CheckpointFiles,
     base_sam_decoder: Mapping[str, torch.Tensor] | None = None,
+    *,
+    include_llm: bool = True,
 ) -> VisaModel:
     """Load a merged VISA checkpoint: LLM (with ``[SEG]`` row), projector, SAM and the ``[SEG]`` head.
 
     Arguments:
       model (VisaModel): a model of the same size whose vocabulary already holds ``[SEG]``.
-      path (str | Path | CheckpointFiles): the checkpoint folder (§4.2 key names).
+      path (str | Path | CheckpointFiles): the checkpoint folder (``docs/checkpoints.md``).
       base_sam_decoder (Mapping | None): the mask decoder of the base SAM (e.g. ``sam_vit_h``); when
         the checkpoint's decoder equals it, a warning says the decoder was never trained.
+      include_llm (bool): as in :func:`load_chatunivi_checkpoint`.
     """
-    files = path if isinstance(path, CheckpointFiles) else CheckpointFiles(path)
+    files = _files(path)
     _check_not_peft(model, "load_visa_checkpoint")
-    mapping = map_checkpoint_keys(files.keys(), str(files.path), ("llm.", "projector.", "sam.", "seg_head."))
-    state = {mapping[k]: v for k, v in files.load(mapping).items()}
-    load_module_state(
-        model, state, ("llm", "projector", "sam", "seg_head"), str(files.path), checkpoint_names=True
-    )
+    _load_folder_components(model, files, ("llm", "projector", "sam", "seg_head"), include_llm)
     warn_if_untrained(model, base_sam_decoder)
     return model
+
+
+def visa_folder_config(model: VisaModel) -> dict:
+    """``config.json`` of a merged VISA folder for ``model``: what transformers 4.31 and VISA read.
+
+    LLaMA fields in 4.31's spelling (``rope_scaling: null``; newer names such as ``rope_parameters``
+    would make 4.31 fail), Chat-UniVi's ``mm_*`` fields and cluster ``config``, and VISA's
+    ``train_mask_decoder`` / ``out_dim`` / ``vision_tower`` (``docs/checkpoints.md``).
+    """
+    llama = model.causal_lm.config
+    dtype = str(model.projector.weight.dtype).replace("torch.", "")
+    rope = getattr(llama, "rope_parameters", None) or {}
+    vision = getattr(model.vision_tower, "name", "toy")
+    vision = "openai/clip-vit-large-patch14" if vision == "clip-vit-large-patch14" else vision
+    rates = {f"spatial_cluster_rate{i}": n for i, n in enumerate(model.merger.cluster_nums)}
+    return {
+        "architectures": ["VISAForCausalLM"],
+        "model_type": "ChatUniVi",
+        "bos_token_id": llama.bos_token_id,
+        "eos_token_id": llama.eos_token_id,
+        "pad_token_id": llama.pad_token_id,
+        "hidden_act": llama.hidden_act,
+        "hidden_size": llama.hidden_size,
+        "initializer_range": llama.initializer_range,
+        "intermediate_size": llama.intermediate_size,
+        "max_position_embeddings": llama.max_position_embeddings,
+        "num_attention_heads": llama.num_attention_heads,
+        "num_hidden_layers": llama.num_hidden_layers,
+        "num_key_value_heads": llama.num_key_value_heads,
+        "pretraining_tp": 1,
+        "rms_norm_eps": llama.rms_norm_eps,
+        "rope_scaling": None,
+        "rope_theta": float(rope.get("rope_theta", 10000.0)),
+        "tie_word_embeddings": bool(llama.tie_word_embeddings),
+        "torch_dtype": dtype,
+        "use_cache": False,
+        "vocab_size": model.causal_lm.get_input_embeddings().num_embeddings,
+        # Chat-UniVi's multimodal fields, as VISA's VisaModel sets them
+        "mm_vision_tower": vision,
+        "vision_tower": vision,
+        "mm_hidden_size": model.projector.in_features,
+        "mm_vision_select_layer": int(getattr(model.vision_tower, "select_layer", -2)),
+        "mm_vision_select_feature": "patch",
+        "mm_use_im_start_end": False,
+        "mm_use_im_patch_token": False,
+        "image_aspect_ratio": "square",
+        "tune_mm_mlp_adapter": False,
+        "freeze_mm_mlp_adapter": True,
+        "use_mm_proj": True,
+        "config": {
+            "use_cluster": True,
+            "freeze": False,
+            "vision_tune": False,
+            **rates,
+            "temporal_cluster_rate": 0.0625,
+        },
+        # VISA's own fields: their presence makes VISA build SAM and the [SEG] head when loading
+        "train_mask_decoder": True,
+        "out_dim": model.prompt_dim,
+    }
+
+
+def _rotary_buffers(model: VisaModel) -> dict[str, torch.Tensor]:
+    """The ``rotary_emb.inv_freq`` buffers transformers 4.31 writes per layer (``1 / theta^(2i/d)``)."""
+    llama = model.causal_lm.config
+    head_dim = llama.hidden_size // llama.num_attention_heads
+    theta = float((getattr(llama, "rope_parameters", None) or {}).get("rope_theta", 10000.0))
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2).float() / head_dim))
+    return {
+        f"model.layers.{i}.self_attn.rotary_emb.inv_freq": inv_freq.clone()
+        for i in range(llama.num_hidden_layers)
+    }
 
 
 def export_visa_checkpoint(
     model: VisaModel, folder: str | Path, max_shard_tensors: int | None = None
 ) -> Path:
-    """Write ``model`` in the merged-VISA layout (§4.2 names, safetensors, sharded with an index).
+    """Write ``model`` as a merged VISA folder that VISA's own code and ``build_visa`` both read.
+
+    The folder holds what VISA's ``merge_lora_weights_and_save_hf_model.py`` writes: the tensors
+    under VISA's key names (with 4.31's ``rotary_emb.inv_freq`` buffers, no CLIP), sharded with an
+    index (safetensors), ``config.json`` (:func:`visa_folder_config`) and the tokenizer files
+    (``tokenizer.model`` + ``added_tokens.json`` holding ``[SEG]`` on the full rung).
 
     Arguments:
       model (VisaModel): the model (LoRA merged).
-      folder (str | Path): output folder; gets ``config.json`` with the LLM dims and the shards.
+      folder (str | Path): output folder.
       max_shard_tensors (int | None): tensors per shard (None: one file).
     Returns:
       Path: the folder.
@@ -338,6 +489,7 @@ def export_visa_checkpoint(
     for component in ("llm", "projector", "sam", "seg_head"):
         for key, value in _component_state(model, component).items():
             state[module_key_to_checkpoint(key)] = value.detach().cpu().contiguous()
+    state.update(_rotary_buffers(model))
     keys = sorted(state)
     size = max_shard_tensors or len(keys)
     chunks = [keys[i : i + size] for i in range(0, len(keys), size)]
@@ -349,10 +501,11 @@ def export_visa_checkpoint(
             name = f"model-{i + 1:05d}-of-{len(chunks):05d}.safetensors"
             save_file({k: state[k] for k in chunk}, str(folder / name), metadata={"format": "pt"})
             weight_map.update(dict.fromkeys(chunk, name))
-        (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}, indent=1))
-    llm_config = model.causal_lm.config.to_dict()
-    llm_config.update({"model_type": "ChatUniVi", "train_mask_decoder": True, "out_dim": model.prompt_dim})
-    (folder / "config.json").write_text(json.dumps(llm_config, indent=1, default=str))
+        total = sum(t.numel() * t.element_size() for t in state.values())
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=1))
+    (folder / "config.json").write_text(json.dumps(visa_folder_config(model), indent=2))
+    model.tokenizer.save_pretrained(str(folder))
     return folder
 
 

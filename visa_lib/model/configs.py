@@ -1,9 +1,10 @@
 """Sizes and switches of every VISA model we build, as data: ``VisaConfig`` and a registry.
 
 A user moves between rungs by changing one name: ``build_visa("toy")`` on a laptop CPU,
-``build_visa("chatunivi-7b", checkpoint=...)`` on a GPU. Everything that differs between the two
-(LLM dimensions, which vision tower and SAM, tokens per frame, dtype and quantisation) is a field
-here; the model code is the same.
+``build_visa("chatunivi-7b", weights=...)`` on a GPU. Everything architectural that differs between
+the two (LLM dimensions, which vision tower and SAM, tokens per frame) is a field here; the model
+code is the same. Runtime knobs -- dtype, 8/4-bit loading, gradient checkpointing -- are arguments
+of ``build_visa``, and LoRA's settings (:class:`LoraSettings`) an argument of ``prepare_for_training``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-#: dtype names accepted in ``VisaConfig.dtype``.
+#: dtype names accepted by ``build_visa(dtype=...)``.
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
     "bfloat16": torch.bfloat16,
@@ -47,6 +48,25 @@ class LlmDims:
 
 
 @dataclass(frozen=True)
+class LoraSettings:
+    """LoRA on the LLM, VISA's recipe by default (an argument of ``prepare_for_training``).
+
+    Attributes:
+      r (int), alpha (int), dropout (float): rank, scaling numerator and dropout of the adapters.
+      targets (tuple[str, ...]): names of the ``nn.Linear`` layers that get adapters.
+    """
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    targets: tuple[str, ...] = field(default=("q_proj", "v_proj"))
+
+
+#: VISA's LoRA: r 8, alpha 16, dropout 0.05 on every q_proj / v_proj.
+VISA_LORA = LoraSettings()
+
+
+@dataclass(frozen=True)
 class VisaConfig:
     """Everything ``build_visa`` needs to assemble a VISA model.
 
@@ -63,11 +83,6 @@ class VisaConfig:
       prompt_dim (int): D, SAM's prompt width = output of the ``[SEG]`` head (256 real, 64 toy).
       cluster_nums (tuple[int, ...]): DPC-KNN clusters per level; their sum is tokens per frame.
       cluster_ks (tuple[int, ...]): k per level.
-      dtype (str): weight dtype of the LLM, projector and head ("float32", "bfloat16", "float16").
-      load_in_8bit (bool), load_in_4bit (bool): bitsandbytes quantisation of the LLM's linear layers
-        (full rung on a GPU; needs ``pip install visa_lib[full]``).
-      gradient_checkpointing (bool): recompute LLM activations in backward (memory for time).
-      lora_r (int), lora_alpha (int), lora_dropout (float), lora_targets (tuple[str, ...]): VISA's LoRA.
     """
 
     name: str
@@ -80,20 +95,8 @@ class VisaConfig:
     vision_patches: int = 256
     cluster_nums: tuple[int, ...] = (64, 32, 16)
     cluster_ks: tuple[int, ...] = (5, 3, 3)
-    dtype: str = "float32"
-    load_in_8bit: bool = False
-    load_in_4bit: bool = False
-    gradient_checkpointing: bool = False
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lora_targets: tuple[str, ...] = field(default=("q_proj", "v_proj"))
 
     def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise ValueError(f"VisaConfig {self.name!r}: dtype {self.dtype!r} is not one of {sorted(DTYPES)}")
-        if self.load_in_8bit and self.load_in_4bit:
-            raise ValueError(f"VisaConfig {self.name!r}: choose load_in_8bit OR load_in_4bit, not both")
         if self.tokenizer not in ("toy", "checkpoint"):
             raise ValueError(f"VisaConfig {self.name!r}: tokenizer must be 'toy' or 'checkpoint'")
         if len(self.cluster_nums) != len(self.cluster_ks):
@@ -104,13 +107,8 @@ class VisaConfig:
         """Visual tokens each ``<image>`` slot becomes (112 = 64 + 32 + 16 for VISA)."""
         return int(sum(self.cluster_nums))
 
-    @property
-    def torch_dtype(self) -> torch.dtype:
-        """``dtype`` as a ``torch.dtype``."""
-        return DTYPES[self.dtype]
-
     def replace(self, **changes: object) -> VisaConfig:
-        """A copy with some fields changed, e.g. ``cfg.replace(load_in_4bit=True)``."""
+        """A copy with some fields changed, e.g. ``cfg.replace(cluster_nums=(32, 16, 8))``."""
         return dataclasses.replace(self, **changes)
 
     def llama_config(self, vocab_size: int | None = None):  # -> transformers.LlamaConfig
@@ -142,7 +140,7 @@ _LLAMA_13B = LlmDims(32000, 5120, 13824, 40, 40, 40, max_position_embeddings=409
 
 
 def _full_rung(name: str, llm: LlmDims) -> VisaConfig:
-    """Chat-UniVi + CLIP ViT-L/14 + SAM ViT-H in bf16 with gradient checkpointing: VISA's own recipe."""
+    """Chat-UniVi + CLIP ViT-L/14 + SAM ViT-H: VISA's own architecture."""
     return VisaConfig(
         name=name,
         llm=llm,
@@ -150,8 +148,6 @@ def _full_rung(name: str, llm: LlmDims) -> VisaConfig:
         vision_hidden_size=1024,
         sam="vit_h",
         prompt_dim=256,
-        dtype="bfloat16",
-        gradient_checkpointing=True,
     )
 
 
@@ -187,7 +183,7 @@ def get_config(name: str | VisaConfig, **overrides: object) -> VisaConfig:
 
     Arguments:
       name (str | VisaConfig): "toy", "chatunivi-7b", "chatunivi-13b", or a config (returned as is).
-      **overrides: fields to replace, e.g. ``dtype="float32"`` or ``load_in_4bit=True``.
+      **overrides: fields to replace, e.g. ``cluster_nums=(32, 16, 8)``.
     Returns:
       VisaConfig
     """

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from visa_lib.model.configs import VisaConfig, get_config
+from visa_lib.model.configs import VISA_LORA, LoraSettings, VisaConfig, get_config
 
 _BYTES = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0}
 #: bitsandbytes LLM.int8: one int8 per weight plus one fp32 scale per output row (ignored: < 0.1%).
@@ -253,8 +253,8 @@ class MemoryReport:
         return "\n".join(lines)
 
 
-def lora_parameter_count(config: VisaConfig) -> int:
-    """LoRA adapter parameters: ``r * (in + out)`` for every targeted q/v projection."""
+def lora_parameter_count(config: VisaConfig, lora: LoraSettings = VISA_LORA) -> int:
+    """LoRA adapter parameters: ``r * (in + out)`` for every targeted layer (VISA: q/v projections)."""
     dims = config.llm
     kv = dims.hidden_size // dims.num_attention_heads * dims.num_key_value_heads
     shapes = {
@@ -263,45 +263,56 @@ def lora_parameter_count(config: VisaConfig) -> int:
         "k_proj": (dims.hidden_size, kv),
         "o_proj": (dims.hidden_size, dims.hidden_size),
     }
-    per_layer = sum(config.lora_r * sum(shapes[t]) for t in config.lora_targets if t in shapes)
+    per_layer = sum(lora.r * sum(shapes[t]) for t in lora.targets if t in shapes)
     return dims.num_hidden_layers * per_layer
 
 
-def model_memory_report(config: str | VisaConfig, vocab_size: int | None = None, **overrides) -> MemoryReport:
-    """Parameter memory per component of ``build_visa(config)``, from the config alone.
+def model_memory_report(
+    config: str | VisaConfig,
+    vocab_size: int | None = None,
+    *,
+    dtype: str | None = None,
+    load_in_8bit: bool = False,
+    load_in_4bit: bool = False,
+    lora: LoraSettings = VISA_LORA,
+) -> MemoryReport:
+    """Parameter memory per component of ``build_visa(config, ...)``, from the config alone.
 
-    Storage follows ``build_visa``: LLM, projector, ``[SEG]`` head and vision tower in
-    ``config.dtype``; with 8/4-bit loading only the LLM's decoder linear layers are quantised
-    (embeddings, norms, lm_head stay in bf16); SAM stays in float32.
+    Storage follows ``build_visa``: every part in ``dtype`` (SAM included, as VISA runs it); with
+    8/4-bit loading only the LLM's decoder linear layers are quantised (embeddings, norms, lm_head
+    stay in bf16).
 
     Arguments:
       config (str | VisaConfig): a registered name or a config.
       vocab_size (int | None): embedding rows including ``[SEG]`` (default ``llm.vocab_size + 1``).
-      **overrides: config fields, e.g. ``load_in_4bit=True``, ``dtype="float32"``.
+      dtype (str | None): as ``build_visa(dtype=...)``; None: "float32" for the toy, "bfloat16" for
+        the full rung (what ``build_visa`` picks for a checkpoint folder).
+      load_in_8bit (bool), load_in_4bit (bool): as in ``build_visa``.
+      lora (LoraSettings): the adapters counted as trainable.
     Returns:
       MemoryReport (``.to_text()`` prints a table).
     """
-    config = get_config(config, **overrides)
+    config = get_config(config)
+    if dtype is None:
+        dtype = "float32" if config.tokenizer == "toy" else "bfloat16"
     counts = parameter_counts(config, vocab_size)
-    dtype_bytes = _BYTES[config.dtype]
-    quantised = config.load_in_8bit or config.load_in_4bit
+    dtype_bytes = _BYTES[dtype]
+    quantised = load_in_8bit or load_in_4bit
     rows = []
     for component, params in counts.items():
-        storage, per = config.dtype, dtype_bytes
-        if component.startswith("sam."):
-            storage, per = "float32", 4.0
-        elif quantised:
+        storage, per = dtype, dtype_bytes
+        if quantised and not component.startswith("sam."):
             if component == "llm.decoder_linear":
-                storage, per = ("int8", INT8_BYTES) if config.load_in_8bit else ("nf4", NF4_BYTES)
+                storage, per = ("int8", INT8_BYTES) if load_in_8bit else ("nf4", NF4_BYTES)
             elif component.startswith("llm."):
                 storage, per = "bfloat16", 2.0
         rows.append(MemoryRow(component, params, storage, params * per))
     trainable = (
-        lora_parameter_count(config)
+        lora_parameter_count(config, lora)
         + counts["llm.embed_tokens"]
         + counts["llm.lm_head"]
         + counts["sam.mask_decoder"]
         + counts["seg_head"]
     )
-    grad_bytes = 4.0 if config.dtype == "float32" else 2.0
+    grad_bytes = 4.0 if dtype == "float32" else 2.0
     return MemoryReport(config.name, rows, trainable, trainable * (grad_bytes + ADAM_STATE_BYTES))

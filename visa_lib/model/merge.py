@@ -17,6 +17,10 @@ The clustering is density-peak clustering with a k-nearest-neighbour density (DP
 
 The merged tokens come out in centre (score) order, not in spatial order, and no positional
 embedding is added afterwards -- exactly as in Chat-UniVi. The clustering has no parameters.
+
+Precision follows Chat-UniVi too: distances and densities are computed in float32 from the tokens,
+the cluster means in the tokens' own dtype (bf16 in a bf16 model), and each level clusters the
+previous level's output in that dtype (``docs/checkpoints.md``, "Precision").
 """
 
 from __future__ import annotations
@@ -145,15 +149,20 @@ def dpc_knn_details(
 
 
 def _mean_merge(x: torch.Tensor, assign: torch.Tensor, cluster_num: int) -> torch.Tensor:
-    """Mean of the tokens of each cluster: ``sum_i x_i / (n_c + 1e-6)`` -> ``[B, cluster_num, C]``."""
+    """Mean of the tokens of each cluster, ``sum_i x_i / (n_c + 1e-6)`` -> ``[B, cluster_num, C]``.
+
+    Computed in the dtype of ``x``, step by step as Chat-UniVi's ``merge_tokens`` does: counts,
+    ``w_i = 1 / (n_c + 1e-6)``, ``x_i * w_i`` and the sums are each rounded to that dtype (in a bf16
+    model the merged tokens are bf16 sums of bf16 products, not float32 means rounded once).
+    """
     b, n, c = x.shape
     flat = (assign + torch.arange(b, device=x.device)[:, None] * cluster_num).reshape(-1)
-    counts = torch.zeros(b * cluster_num, device=x.device, dtype=torch.float32)
-    counts.index_add_(0, flat, torch.ones(b * n, device=x.device, dtype=torch.float32))
-    weight = 1.0 / (counts[flat] + MERGE_EPS)  # per-token weight 1 / (n_c + eps)
-    sums = torch.zeros(b * cluster_num, c, device=x.device, dtype=torch.float32)
-    sums.index_add_(0, flat, x.reshape(b * n, c).float() * weight[:, None])
-    return sums.reshape(b, cluster_num, c).to(x.dtype)
+    counts = x.new_zeros(b * cluster_num, 1)
+    counts.index_add_(0, flat, x.new_ones(b * n, 1))
+    weight = x.new_ones(b * n, 1) / (counts + MERGE_EPS)[flat]  # per-token weight 1 / (n_c + eps)
+    sums = x.new_zeros(b * cluster_num, c)
+    sums.index_add_(0, flat, x.reshape(b * n, c) * weight)
+    return sums.reshape(b, cluster_num, c)
 
 
 def dpc_knn(

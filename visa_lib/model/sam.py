@@ -426,8 +426,28 @@ def encode_frames(
     starts = range(0, len(frames), batch_size)
     for start in tqdm(starts, desc="SAM image encoder", disable=not progress):
         pixels, resized = preprocess_for_sam(frames[start : start + batch_size], sam.image_encoder.img_size)
-        outputs.append(sam.image_encoder(pixels.to(sam.device)))
+        # the encoder's own dtype: VISA runs SAM in bf16 in a bf16 model
+        dtype = sam.image_encoder.patch_embed.proj.weight.dtype
+        outputs.append(sam.image_encoder(pixels.to(sam.device, dtype)))
     return torch.cat(outputs), resized, original
+
+
+def dense_positional_encoding(sam: Sam) -> torch.Tensor:
+    """SAM's dense positional encoding ``[1,D,h,w]``, computed in the dtype of its Gaussian matrix.
+
+    The same numbers as ``sam.prompt_encoder.get_dense_pe()`` in float32. Stock
+    ``segment_anything`` builds the coordinate grid in float32, which fails on a bf16 SAM; the SAM
+    copy VISA runs builds it in the matrix's dtype, so in a bf16 model the grid, the product and
+    the sines are bf16 -- as here.
+    """
+    matrix = sam.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix  # [2, D/2]
+    h, w = sam.prompt_encoder.image_embedding_size
+    grid = torch.ones((h, w), device=matrix.device, dtype=matrix.dtype)
+    y = (grid.cumsum(dim=0) - 0.5) / h
+    x = (grid.cumsum(dim=1) - 0.5) / w
+    coords = 2 * torch.stack([x, y], dim=-1) - 1
+    coords = 2 * np.pi * (coords @ matrix)
+    return torch.cat([torch.sin(coords), torch.cos(coords)], dim=-1).permute(2, 0, 1)[None]
 
 
 def decode_low_res(
@@ -466,7 +486,7 @@ def decode_low_res(
     dtype = image_embeddings.dtype
     low_res, _iou = sam.mask_decoder(
         image_embeddings=image_embeddings,
-        image_pe=sam.prompt_encoder.get_dense_pe().to(dtype),
+        image_pe=dense_positional_encoding(sam).to(dtype),
         sparse_prompt_embeddings=sparse_prompt_embeddings.to(dtype),
         dense_prompt_embeddings=dense_prompt_embeddings.to(dtype),
         multimask_output=False,

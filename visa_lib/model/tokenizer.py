@@ -3,7 +3,9 @@
 Toy rung: ``build_toy_tokenizer()`` makes a deterministic word-level tokenizer (no file to
 download) whose vocabulary covers the special tokens, every word of the VISA and TFS prompts,
 percentages ("45%" -> "4", "5", "%"), and the words of the synthetic ReasonVOS-lite queries.
-Full rung: ``load_checkpoint_tokenizer(dir)`` reads the tokenizer saved with the checkpoint.
+Full rung: ``load_checkpoint_tokenizer(dir)`` reads the tokenizer saved with the checkpoint; a
+LLaMA ``tokenizer.model`` is read by :class:`~visa_lib.model.llama_tokenizer.LlamaSentencePieceTokenizer`,
+which gives the ids VISA's transformers-4.31 tokenizer gave (``docs/tokenization.md``).
 
 Both then go through the same code: ``add_seg_token`` (``[SEG]`` is a normal *added* token, as
 in VISA), ``tokenize_prompt`` (each ``<image>`` becomes ``IMAGE_TOKEN_INDEX``, chunks tokenized
@@ -12,6 +14,7 @@ separately like LLaVA's ``tokenizer_image_token``) and ``build_labels`` (loss on
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -19,6 +22,7 @@ from pathlib import Path
 from tokenizers import AddedToken, Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
+from visa_lib.model.llama_tokenizer import TOKENIZER_MODEL, LlamaSentencePieceTokenizer
 from visa_lib.model.prompts import (
     ASSISTANT_ROLE,
     IGNORE_INDEX,
@@ -26,6 +30,7 @@ from visa_lib.model.prompts import (
     IMAGE_TOKEN_INDEX,
     SEG_TOKEN,
     SEP,
+    SEP2,
     prompt_words,
 )
 
@@ -34,6 +39,8 @@ BOS, EOS, UNK, PAD = "<s>", "</s>", "<unk>", "<pad>"
 SPECIAL_TOKENS: tuple[str, ...] = (BOS, EOS, UNK, PAD, IMAGE_TOKEN)
 #: Matches VISA's ``model_max_length``.
 MODEL_MAX_LENGTH = 2048
+#: Either tokenizer of the package: the toy word-level one or LLaMA's sentencepiece one.
+AnyTokenizer = PreTrainedTokenizerFast | LlamaSentencePieceTokenizer
 
 # Questions other parts of the pipeline ask the toy LLM (the TFS frame sampler): the short form of
 # DESIGN.md and LLaMA-VID's client question and movie wrapper (reference/visa_facts.md §7).
@@ -146,15 +153,17 @@ def tokenizer_vocabulary(tokenizer: PreTrainedTokenizerFast) -> list[str]:
     return [t for t, _ in ordered]
 
 
-def add_seg_token(tokenizer: PreTrainedTokenizerFast) -> int:
+def add_seg_token(tokenizer: AnyTokenizer) -> int:
     """Add ``[SEG]`` as a normal added token (as VISA does) if missing and return its id.
 
     Arguments:
-      tokenizer (PreTrainedTokenizerFast): any Hugging Face tokenizer.
+      tokenizer (AnyTokenizer): the toy tokenizer or LLaMA's sentencepiece tokenizer.
     Returns:
       int: the id of ``[SEG]``; the caller resizes the LLM embeddings to ``len(tokenizer)``.
     """
-    if SEG_TOKEN not in tokenizer.get_vocab():
+    if isinstance(tokenizer, LlamaSentencePieceTokenizer):
+        tokenizer.add_tokens(SEG_TOKEN)  # VISA: tokenizer.add_tokens("[SEG]")
+    elif SEG_TOKEN not in tokenizer.get_vocab():
         tokenizer.add_tokens([AddedToken(SEG_TOKEN, normalized=False, special=False)])
     ids = tokenizer(SEG_TOKEN, add_special_tokens=False).input_ids
     if len(ids) != 1:
@@ -164,21 +173,44 @@ def add_seg_token(tokenizer: PreTrainedTokenizerFast) -> int:
     return int(ids[0])
 
 
-def load_checkpoint_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
+def load_checkpoint_tokenizer(path: str | Path) -> AnyTokenizer:
     """Load the tokenizer saved in a checkpoint directory (full rung; local files only) and add ``[SEG]``.
+
+    A folder with LLaMA's ``tokenizer.model`` (Chat-UniVi, merged VISA) gets
+    :class:`LlamaSentencePieceTokenizer`, VISA's exact ids under any transformers version. A folder
+    without it is read with ``AutoTokenizer`` (our exported toy models carry the toy tokenizer's
+    ``tokenizer.json``); a LLaMA folder that lost its ``tokenizer.model`` is refused.
 
     Arguments:
       path (str | Path): a Chat-UniVi or merged VISA checkpoint directory holding tokenizer files.
     Returns:
-      the tokenizer, right padding, ``pad = unk`` when it has no pad token (as VISA sets it).
+      the tokenizer, right padding, ``pad = unk`` (as VISA sets it), ``[SEG]`` added.
     """
-    from transformers import AutoTokenizer
-
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(
             f"{path}: not a checkpoint directory; download Chat-UniVi/Chat-UniVi and pass its folder"
         )
+    if (path / TOKENIZER_MODEL).is_file():
+        tokenizer = LlamaSentencePieceTokenizer.from_pretrained(
+            path, padding_side="right", model_max_length=MODEL_MAX_LENGTH
+        )
+        tokenizer.pad_token = tokenizer.unk_token  # VISA: tokenizer.pad_token = tokenizer.unk_token
+        add_seg_token(tokenizer)
+        return tokenizer
+    config = path / "tokenizer_config.json"
+    if config.is_file() and "Llama" in str(json.loads(config.read_text()).get("tokenizer_class", "")):
+        raise FileNotFoundError(
+            f"{path}: a LLaMA tokenizer without tokenizer.model. VISA's token ids come from the "
+            "sentencepiece model: copy tokenizer.model from the Chat-UniVi folder into this folder"
+        )
+    if not (path / "tokenizer.json").is_file():
+        raise FileNotFoundError(
+            f"{path}: no tokenizer.model (LLaMA sentencepiece) or tokenizer.json; copy the tokenizer "
+            "files from the Chat-UniVi folder into this folder"
+        )
+    from transformers import AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(
         str(path), local_files_only=True, padding_side="right", model_max_length=MODEL_MAX_LENGTH
     )
@@ -188,14 +220,14 @@ def load_checkpoint_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     return tokenizer
 
 
-def tokenize_prompt(tokenizer: PreTrainedTokenizerFast, prompt: str) -> list[int]:
+def tokenize_prompt(tokenizer: AnyTokenizer, prompt: str) -> list[int]:
     """Token ids of ``prompt`` with ``IMAGE_TOKEN_INDEX`` (-200) at every ``<image>``.
 
     Like LLaVA's ``tokenizer_image_token``: the prompt is split on ``<image>``, each chunk is
     tokenized on its own, and only the first chunk keeps the BOS token.
 
     Arguments:
-      tokenizer (PreTrainedTokenizerFast): the model's tokenizer.
+      tokenizer (AnyTokenizer): the model's tokenizer.
       prompt (str): text with ``<image>`` placeholders (``build_prompt``).
     Returns:
       list[int]: ids, one -200 per image slot.
@@ -218,30 +250,42 @@ def tokenize_prompt(tokenizer: PreTrainedTokenizerFast, prompt: str) -> list[int
     return ids
 
 
-def build_labels(tokenizer: PreTrainedTokenizerFast, prompt: str) -> tuple[list[int], list[int]]:
+def build_labels(tokenizer: AnyTokenizer, prompt: str) -> tuple[list[int], list[int]]:
     """Input ids and CE labels for one conversation: the loss falls on the answer and ``</s>`` only.
 
-    The instruction (everything up to ``ASSISTANT:``) and the image slots are set to ``IGNORE_INDEX``.
-    Its length is the longest common prefix of the tokenized instruction and the full prompt, which
-    is exact for the word-level toy tokenizer and for sentencepiece alike.
+    VISA's rule (LISA's ``collate_fn``): after ``<s>``, ``len(ids(instruction)) - 2`` tokens are
+    masked, where the instruction is the prompt up to and including ``"ASSISTANT: "``. The ``- 2``
+    removes ``<s>`` and the lone ``▁`` that sentencepiece makes of the instruction's trailing space
+    (in the full prompt that space belongs to the answer's first piece). The toy tokenizer makes no
+    piece of a trailing space, so there only ``<s>`` is removed. Image slots lie in the masked part.
 
     Arguments:
-      tokenizer (PreTrainedTokenizerFast): the model's tokenizer.
-      prompt (str): a ``build_prompt(..., with_answer=True)`` string.
+      tokenizer (AnyTokenizer): the model's tokenizer.
+      prompt (str): a ``build_prompt(..., with_answer=True)`` string (or ``build_conversation``).
     Returns:
       tuple[list[int], list[int]]: ``(input_ids, labels)`` of equal length.
     """
-    marker = SEP + ASSISTANT_ROLE + ":"
+    marker = SEP + ASSISTANT_ROLE + ": "
     cut = prompt.rfind(marker)
-    if cut < 0:
-        raise ValueError(f"prompt has no {marker!r} turn; build it with visa_lib.model.prompts.build_prompt")
+    if cut < 0 or not prompt.endswith(SEP2):
+        raise ValueError(
+            f"prompt has no {marker!r} turn ending in {SEP2!r}; build it with "
+            "visa_lib.model.prompts.build_prompt(..., with_answer=True)"
+        )
     ids = tokenize_prompt(tokenizer, prompt)
     instruction = tokenize_prompt(tokenizer, prompt[: cut + len(marker)])
-    n = 0
-    while n < min(len(ids), len(instruction)) and ids[n] == instruction[n]:
-        n += 1
+    trailing_space = int(len(instruction) > 1 and _is_space_piece(tokenizer, instruction[-1]))
+    n = len(instruction) - trailing_space  # <s> and the instruction's own tokens
+    if ids[:n] != instruction[:n]:
+        raise ValueError(f"the instruction's tokens are not a prefix of the prompt's: {prompt!r}")
     labels = [IGNORE_INDEX] * n + ids[n:]
-    labels = [IGNORE_INDEX if t == IMAGE_TOKEN_INDEX else t for t in labels]
-    if all(t == IGNORE_INDEX for t in labels):
+    if all(t == IGNORE_INDEX for t in labels) or IMAGE_TOKEN_INDEX in labels:
         raise ValueError("prompt has no answer tokens to learn from; build it with with_answer=True")
     return ids, labels
+
+
+def _is_space_piece(tokenizer: AnyTokenizer, token_id: int) -> bool:
+    """Whether ``token_id`` is sentencepiece's lone word-boundary piece ``▁``."""
+    if not isinstance(tokenizer, LlamaSentencePieceTokenizer):
+        return False
+    return tokenizer.convert_ids_to_tokens(int(token_id)) == "\u2581"

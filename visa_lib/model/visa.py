@@ -47,13 +47,23 @@ class TokenMerger(nn.Module):
       ks (Sequence[int]): k of each level's DPC-KNN density.
       seed (int | None): seed of the tie-break noise, re-applied on every call so the same frame
         always merges the same way; None leaves it to the global RNG.
+      dtype (torch.dtype | None): None merges in the tokens' own dtype, as VISA does (distances in
+        float32, cluster means in bf16 for a bf16 model, each level clustering the previous level's
+        rounded output); ``torch.float32`` merges in float32 and casts the result back.
     """
 
-    def __init__(self, cluster_nums: Sequence[int], ks: Sequence[int], seed: int | None = 0) -> None:
+    def __init__(
+        self,
+        cluster_nums: Sequence[int],
+        ks: Sequence[int],
+        seed: int | None = 0,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         self.cluster_nums = tuple(int(c) for c in cluster_nums)
         self.ks = tuple(int(k) for k in ks)
         self.seed = seed
+        self.dtype = dtype
 
     @property
     def tokens_per_frame(self) -> int:
@@ -64,7 +74,8 @@ class TokenMerger(nn.Module):
         generator = None
         if self.seed is not None:
             generator = torch.Generator(device=x.device).manual_seed(self.seed)
-        merged = spatial_merge(x.float(), self.cluster_nums, self.ks, generator=generator)
+        tokens = x if self.dtype is None else x.to(self.dtype)
+        merged = spatial_merge(tokens, self.cluster_nums, self.ks, generator=generator)
         return merged.to(x.dtype)
 
 
