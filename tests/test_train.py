@@ -181,7 +181,7 @@ def test_resumed_run_reaches_the_same_weights(tmp_path):
     """6 VISA steps in one go == resume from the checkpoint saved after step 3 (LoRA dropout on, so the
     torch RNG state must come back too) and train steps 4-6."""
     full_dir, resumed_dir = tmp_path / "full", tmp_path / "resumed"
-    config = tiny_config(steps=6, save_every=3)
+    config = tiny_config(steps=6, save_every=3, lora_dropout=0.05)
     full = train(config, model=tiny_model(), data=tiny_data(), progress=False, output_dir=str(full_dir))
     checkpoint = full_dir / "checkpoints" / "1-visa-step000003"
     assert checkpoint.is_dir() and latest_checkpoint(full_dir).name == "1-visa-step000006"
@@ -198,9 +198,7 @@ def test_resumed_run_reaches_the_same_weights(tmp_path):
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     """`accelerate launch --multi_gpu --num_processes 2` on the CPU (gloo), 1 sample per process per
     step, against one process accumulating 2 samples: same samples, same averaged gradient, same weights."""
-    one = train(
-        tiny_config(grad_accum=2), model=tiny_model(lora_dropout=0.0), data=tiny_data(), progress=False
-    )
+    one = train(tiny_config(grad_accum=2), model=tiny_model(), data=tiny_data(), progress=False)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -231,7 +229,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     difference = max_difference(weights_of(one.model), two)
     print(f"two processes vs one: max |weight difference| {difference:.3g}")
     assert difference < 1e-5, difference
-    trained = max_difference(weights_of(tiny_model(lora_dropout=0.0)), two)
+    trained = max_difference(weights_of(tiny_model()), two)
     assert trained > 1e-3  # and training did move the weights
 
 
@@ -242,7 +240,7 @@ def test_qlora_needs_cuda_with_a_clear_error(capsys):
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
     with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
-        train("visa-7b-qlora", checkpoint="unused")
+        train("visa-7b-qlora", weights="unused")
     assert visa_main(["train", "visa-7b-qlora", "--steps", "3"]) == 2
     assert "QLoRA" in capsys.readouterr().err
 
@@ -254,22 +252,22 @@ def test_qlora_configuration_objects(monkeypatch):
     import importlib.util
 
     from visa_lib.model import build as build_module
-    from visa_lib.model.configs import get_config
     from visa_lib.train.trainable import prepare_for_training
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda n, *a: object() if n == "bitsandbytes" else real_find_spec(n, *a)
     )
-    bnb = build_module._require_bitsandbytes(get_config("chatunivi-7b", load_in_4bit=True))
+    bnb = build_module._quantization(load_in_8bit=False, load_in_4bit=True)
     assert bnb.load_in_4bit and bnb.bnb_4bit_quant_type == "nf4" and bnb.bnb_4bit_use_double_quant
     assert bnb.bnb_4bit_compute_dtype == torch.bfloat16
     assert {"lm_head", "visual_model", "text_hidden_fcs", "mm_projector"} <= set(bnb.llm_int8_skip_modules)
 
     model = tiny_model()
-    model.config = model.config.replace(load_in_4bit=True, dtype="bfloat16", gradient_checkpointing=True)
-    model.llm.to(torch.bfloat16)
-    model.llm.is_loaded_in_4bit = True  # what transformers sets on a quantised model
+    for part in (model.llm, model.projector, model.seg_head, model.vision_tower, model.sam):
+        part.to(torch.bfloat16)  # what build_visa(dtype="bfloat16") does
+    model.causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.causal_lm.is_loaded_in_4bit = True  # what transformers sets on a quantised model
     prepare_for_training(model, mode="lora")
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     lora = [n for n in trainable if "lora_" in n]
@@ -281,7 +279,9 @@ def test_qlora_configuration_objects(monkeypatch):
         n.startswith("seg_head") for n in trainable
     )
     assert not any(n.startswith(("vision_tower", "projector", "sam.image_encoder")) for n in trainable)
-    assert model.causal_lm.is_gradient_checkpointing
+    assert any(getattr(m, "gradient_checkpointing", False) is True for m in model.causal_lm.modules())
+    norms = [p for n, p in model.named_parameters() if "norm" in n and n.startswith("llm")]
+    assert norms and all(p.dtype == torch.float32 for p in norms)  # peft's k-bit preparation
 
 
 def test_visa_train_command_options_and_errors(capsys):

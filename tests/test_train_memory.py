@@ -28,14 +28,10 @@ def real_bytes(model, optimizer) -> dict[str, int]:
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_lora_formulas_match_a_real_optimizer_step_of_the_toy(dtype):
-    """bf16: LLM, projector, [SEG] head in bf16, SAM and the peft adapters in fp32 -- the mix of
-    the full rung -- so every dtype rule of the formula is exercised."""
-    model = build_visa("toy", weights=None, pretrained=False, check_trained=False)
-    config = get_config("toy").replace(dtype=dtype)
-    if dtype == "bfloat16":
-        for part in (model.llm, model.projector, model.seg_head, model.vision_tower):
-            part.to(torch.bfloat16)
-        model.config = config
+    """bf16: the model in bf16 and the peft adapters in fp32 -- the mix of the full rung -- so every
+    dtype rule of the formula is exercised."""
+    model = build_visa("toy", weights=None, pretrained=False, check_trained=False, dtype=dtype)
+    config = get_config("toy")
     prepare_for_training(model, mode="lora")
     optimizer = torch.optim.AdamW(parameter_groups(model, 1e-3))
     _, _, sample = box_sample(model, (8, 30, 10, 40))
@@ -43,13 +39,13 @@ def test_lora_formulas_match_a_real_optimizer_step_of_the_toy(dtype):
     loss.backward()
     optimizer.step()
     real = real_bytes(model, optimizer)
-    formula = training_memory(config, "lora", vocab_size=len(model.tokenizer))
+    formula = training_memory(config, "lora", dtype=dtype, vocab_size=len(model.tokenizer))
     assert (formula.weights, formula.gradients, formula.optimizer) == (
         real["weights"],
         real["gradients"],
         real["optimizer"],
     )
-    counts = trainable_parameters(config, vocab_size=len(model.tokenizer))
+    counts = trainable_parameters(config, dtype, vocab_size=len(model.tokenizer))
     assert sum(n for n, _ in counts.values()) == sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
@@ -61,10 +57,10 @@ def test_zero2_shards_states_and_full_rung_numbers_are_plausible():
     )
     assert eight.weights == one.weights
     lora, qlora = training_memory("chatunivi-7b", "lora"), training_memory("chatunivi-7b", "qlora")
-    assert 14.5 < lora.weights / 2**30 < 16.5 and qlora.weights < 0.45 * lora.weights
+    assert 14.0 < lora.weights / 2**30 < 15.0 and qlora.weights < 0.45 * lora.weights
     assert qlora.gradients == lora.gradients  # same trainable set, same dtypes
-    with_ckpt = activation_bytes(TINY.replace(), gradient_checkpointing=True)
-    assert with_ckpt < activation_bytes(TINY.replace(), gradient_checkpointing=False)
+    with_ckpt = activation_bytes(TINY, gradient_checkpointing=True)
+    assert with_ckpt < activation_bytes(TINY, gradient_checkpointing=False)
     table = memory_table()
     assert table.count("chatunivi-13b") == 3 and "ZeRO-2 bf16 | 8" in table
     with pytest.raises(ValueError, match="setup must be"):

@@ -27,11 +27,13 @@ class TrainConfig:
 
     Model:
       model (str): ``VisaConfig`` name ("toy", "chatunivi-7b", "chatunivi-13b").
-      checkpoint (str | None): Chat-UniVi folder (full rung); vision_weights, sam_checkpoint: CLIP / SAM.
+      weights (str | None): Chat-UniVi folder to start from (full rung; None: a random toy LLM);
+        clip_weights, sam_weights: CLIP folder and SAM checkpoint (``build_visa``'s arguments).
       pretrained (bool): toy only; False uses random toy CLIP and SAM (a pipeline check).
-      dtype (str | None), load_in_4bit (bool), gradient_checkpointing (bool | None),
-      lora_dropout (float | None): ``VisaConfig`` overrides (None keeps the config's value).
-        ``load_in_4bit`` is QLoRA (NF4 LLM through bitsandbytes; CUDA only).
+      dtype (str | None), load_in_4bit (bool), gradient_checkpointing (bool): ``build_visa``
+        arguments (dtype None: bf16 for a checkpoint folder, else fp32). ``load_in_4bit`` is QLoRA
+        (NF4 LLM through bitsandbytes; CUDA only).
+      lora_dropout (float | None): dropout of the adapters (None: VISA's 0.05).
       mode (str): "lora" (VISA) or "full" (every LLM weight).
     Data:
       data (str): "revos" -- a ReVOS-format root (``data_root``) sampled with VISA's clip rule.
@@ -65,19 +67,19 @@ class TrainConfig:
       val_root (str | None), val_split (str): validation data (default: ``data_root``, "valid").
       val_sampler (str | None): frame sampler of the validation pipeline ("toy", "uniform", ...;
         None: the frame where the object is largest).
-      val_xmem_checkpoint (str | None): official ``XMem.pth`` for validation (None: the toy XMem).
+      val_xmem_weights (str | None): official ``XMem.pth`` for validation (None: the toy XMem).
       log_every (int): metrics-log line every N steps.
       export (bool): write the merged model in VISA's published layout to ``output_dir/visa``.
     """
 
     model: str = "chatunivi-7b"
-    checkpoint: str | None = None
-    vision_weights: str | None = None
-    sam_checkpoint: str | None = None
+    weights: str | None = None
+    clip_weights: str | None = None
+    sam_weights: str | None = None
     pretrained: bool = True
     dtype: str | None = None
     load_in_4bit: bool = False
-    gradient_checkpointing: bool | None = None
+    gradient_checkpointing: bool = True
     lora_dropout: float | None = None
     mode: str = "lora"
     data: str = "revos"
@@ -109,7 +111,7 @@ class TrainConfig:
     val_root: str | None = None
     val_split: str = "valid"
     val_sampler: str | None = "uniform"
-    val_xmem_checkpoint: str | None = None
+    val_xmem_weights: str | None = None
     log_every: int = 10
     export: bool = True
     notes: dict = field(default_factory=dict)
@@ -157,6 +159,7 @@ class TrainConfig:
 PRESETS: dict[str, dict] = {
     "toy": dict(
         model="toy",
+        gradient_checkpointing=False,
         generate_train_videos=150,
         frames=(4, 11),
         with_empty_targets=False,

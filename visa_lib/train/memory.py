@@ -4,8 +4,9 @@ Built on :mod:`visa_lib.model.gpu_memory` (parameter counts per component by for
 per storage type); this module adds what training holds on top, for the three set-ups of
 ``docs/training.md``:
 
-* ``"lora"`` -- bf16 LoRA on one GPU (or plain DDP: every GPU holds the same): the model in bf16,
-  SAM in fp32, peft's adapters in fp32; torch AdamW keeps two moments in each parameter's dtype.
+* ``"lora"`` -- bf16 LoRA on one GPU (or plain DDP: every GPU holds the same): the model in bf16
+  (SAM included, as ``build_visa`` loads a checkpoint folder), peft's adapters in fp32; torch AdamW
+  keeps two moments in each parameter's dtype.
 * ``"qlora"`` -- the same with the LLM's decoder linear layers in 4-bit NF4 (bitsandbytes); peft's
   k-bit preparation upcasts the LLM norms to fp32.
 * ``"zero2"`` -- DeepSpeed ZeRO-2 in bf16 on N GPUs (VISA's recipe): DeepSpeed casts the whole model
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from visa_lib.model.configs import VisaConfig, get_config
+from visa_lib.model.configs import VISA_LORA, VisaConfig, get_config
 from visa_lib.model.gpu_memory import lora_parameter_count, model_memory_report, parameter_counts
 from visa_lib.model.sam import SAM_SPECS
 
@@ -58,24 +59,33 @@ class TrainingMemory:
         return {k: getattr(self, k) / 2**30 for k in parts}
 
 
-def trainable_parameters(config: VisaConfig, vocab_size: int | None = None) -> dict[str, tuple[int, str]]:
+def _run_dtype(config: VisaConfig, dtype: str | None) -> str:
+    """``build_visa``'s choice: fp32 for the toy, bf16 for a full-rung checkpoint folder."""
+    return dtype or ("float32" if config.tokenizer == "toy" else "bfloat16")
+
+
+def trainable_parameters(
+    config: VisaConfig, dtype: str | None = None, vocab_size: int | None = None
+) -> dict[str, tuple[int, str]]:
     """VISA's trainable parts and the dtype each trains in (bf16 LoRA / QLoRA, before DeepSpeed).
 
     Returns:
       dict[str, (int, str)]: "lora", "llm.embed_tokens", "llm.lm_head", "seg_head",
       "sam.mask_decoder" (without its IoU head), "sam.iou_prediction_head" -> (parameters, dtype).
+      ``dtype``: the model's (None: ``build_visa``'s default for the config).
     """
+    dtype = _run_dtype(config, dtype)
     counts = parameter_counts(config, vocab_size)
     spec = SAM_SPECS[config.sam]
     d, hid, masks = spec.prompt_embed_dim, spec.iou_head_hidden_dim, spec.num_multimask_outputs + 1
     iou_head = d * hid + hid + hid * hid + hid + hid * masks + masks
     return {
-        "lora": (lora_parameter_count(config), "float32"),  # peft keeps adapters in fp32
-        "llm.embed_tokens": (counts["llm.embed_tokens"], config.dtype),
-        "llm.lm_head": (counts["llm.lm_head"], config.dtype),
-        "seg_head": (counts["seg_head"], config.dtype),
-        "sam.mask_decoder": (counts["sam.mask_decoder"] - iou_head, "float32"),  # SAM stays fp32
-        "sam.iou_prediction_head": (iou_head, "float32"),
+        "lora": (lora_parameter_count(config, VISA_LORA), "float32"),  # peft keeps adapters in fp32
+        "llm.embed_tokens": (counts["llm.embed_tokens"], dtype),
+        "llm.lm_head": (counts["llm.lm_head"], dtype),
+        "seg_head": (counts["seg_head"], dtype),
+        "sam.mask_decoder": (counts["sam.mask_decoder"] - iou_head, dtype),
+        "sam.iou_prediction_head": (iou_head, dtype),
     }
 
 
@@ -112,6 +122,7 @@ def training_memory(
     config: str | VisaConfig,
     setup: str = "lora",
     num_gpus: int = 1,
+    dtype: str | None = None,
     vocab_size: int | None = None,
     reduce_bucket: int = ZERO2_REDUCE_BUCKET,
     **activation_args,
@@ -123,6 +134,7 @@ def training_memory(
         is the model's; the full-rung configs are bf16).
       setup (str): see the module docstring.
       num_gpus (int): GPUs the ZeRO-2 states are sharded over (ignored by "lora" / "qlora").
+      dtype (str | None): the model's dtype as in ``build_visa`` (None: fp32 toy, bf16 full rung).
       vocab_size (int | None): embedding rows including ``[SEG]`` (default from the config).
       reduce_bucket (int): DeepSpeed reduce bucket in elements ("zero2": held in bf16, twice with
         ``overlap_comm``).
@@ -133,8 +145,9 @@ def training_memory(
     """
     if setup not in SETUPS:
         raise ValueError(f"setup must be one of {SETUPS}, got {setup!r}")
-    config = get_config(config, load_in_4bit=setup == "qlora")
-    trainable = trainable_parameters(config, vocab_size)
+    config = get_config(config)
+    dtype = _run_dtype(config, dtype)
+    trainable = trainable_parameters(config, dtype, vocab_size)
     activations = activation_bytes(config, **activation_args)
     lora = trainable["lora"][0]
     if setup == "zero2":
@@ -144,11 +157,11 @@ def training_memory(
         gradients = 2.0 * count / num_gpus + 2 * 2.0 * reduce_bucket
         optimizer = 12.0 * count / num_gpus  # fp32 master copy + two fp32 moments, sharded
         return TrainingMemory(config.name, setup, num_gpus, weights, gradients, optimizer, activations)
-    report = model_memory_report(config, vocab_size)
+    report = model_memory_report(config, vocab_size, dtype=dtype, load_in_4bit=setup == "qlora")
     weights = report.total_bytes + 4.0 * lora
     if setup == "qlora":  # prepare_model_for_kbit_training: unquantised LLM norms -> fp32
         norms = parameter_counts(config, vocab_size)["llm.norms"]
-        weights += (4 - _BYTES[config.dtype]) * norms
+        weights += (4 - _BYTES[dtype]) * norms
     gradients = float(sum(n * _BYTES[dtype] for k, (n, dtype) in trainable.items() if k not in NO_GRADIENT))
     optimizer = 2.0 * gradients  # torch AdamW: exp_avg and exp_avg_sq in the parameter's dtype
     return TrainingMemory(config.name, setup, 1, weights, gradients, optimizer, activations)

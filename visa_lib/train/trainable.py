@@ -58,7 +58,9 @@ def prepare_for_training(
             train_dtype = model.seg_head[0].weight.dtype  # the run dtype build_visa cast the heads to
             model.llm = prepare_model_for_kbit_training(
                 model.llm,
-                use_gradient_checkpointing=any(getattr(m, "gradient_checkpointing", False) is True for m in llm.modules()),
+                use_gradient_checkpointing=any(
+                    getattr(m, "gradient_checkpointing", False) is True for m in llm.modules()
+                ),
                 gradient_checkpointing_kwargs={"use_reentrant": False},
             )
         peft_config = LoraConfig(

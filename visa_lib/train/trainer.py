@@ -3,7 +3,7 @@
 One loop for every set-up; ``accelerate`` decides where it runs:
 
 * ``train("toy")`` or ``visa train toy`` on a laptop CPU;
-* ``visa train visa-7b-qlora --checkpoint ...`` on one GPU (bf16; LLM in 4-bit NF4);
+* ``visa train visa-7b-qlora --weights CHAT_UNIVI_DIR ...`` on one GPU (bf16; LLM in 4-bit NF4);
 * ``accelerate launch --config_file configs/accelerate/zero2.yaml -m visa_lib.cli train visa-7b ...``
   on 8 GPUs with DeepSpeed ZeRO-2 (``--multi_gpu`` for plain DDP; two CPU processes: ``docs/training.md``).
 
@@ -21,13 +21,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from visa_lib.model.configs import VISA_LORA
 from visa_lib.model.visa import VisaModel
 from visa_lib.train.config import TrainConfig, load_train_config
 from visa_lib.train.metrics_log import MetricsLog
@@ -140,23 +141,18 @@ def build_training_model(config: TrainConfig, device: torch.device) -> VisaModel
     """``build_visa`` with the run's model fields (no trained head expected: it is about to be trained)."""
     from visa_lib.model.build import build_visa
 
-    overrides = {
-        "dtype": config.dtype,
-        "load_in_4bit": config.load_in_4bit or None,
-        "gradient_checkpointing": config.gradient_checkpointing,
-        "lora_dropout": config.lora_dropout,
-    }
     return build_visa(
         config.model,
-        checkpoint=config.checkpoint,
-        weights=None,
-        vision_weights=config.vision_weights,
-        sam_checkpoint=config.sam_checkpoint,
+        weights=config.weights,  # None: a random toy LLM and head
+        clip_weights=config.clip_weights,
+        sam_weights=config.sam_weights,
         pretrained=config.pretrained,
+        dtype=config.dtype,
+        load_in_4bit=config.load_in_4bit,
+        gradient_checkpointing=config.gradient_checkpointing,
         device=device,
         seed=config.seed,
         check_trained=False,
-        **{k: v for k, v in overrides.items() if v is not None},
     )
 
 
@@ -242,10 +238,11 @@ def train(
     history: list[dict] = resume_state["history"] if resume_state else []
     validations: list[dict] = resume_state["validations"] if resume_state else []
 
+    lora = VISA_LORA if config.lora_dropout is None else replace(VISA_LORA, dropout=config.lora_dropout)
     for index, phase in enumerate(phases_of(config, data)):
         if phase.steps == 0:
             continue
-        prepare_for_training(model, mode=phase.mode, train_projector=phase.train_projector)
+        prepare_for_training(model, mode=phase.mode, train_projector=phase.train_projector, lora=lora)
         if resume_state is not None and index < resume_state["phase"]:
             continue  # its weights come with the checkpoint of a later phase
         groups = parameter_groups(model, config.lr, phase.group_lrs)
@@ -301,7 +298,7 @@ def _validator(config: TrainConfig, data: TrainingData, accelerator):
         data.valid_split,
         config.eval_expressions,
         sampler=config.val_sampler,
-        xmem_checkpoint=config.val_xmem_checkpoint,
+        xmem_weights=config.val_xmem_weights,
         device=accelerator.device,
         seed=config.seed,
     )

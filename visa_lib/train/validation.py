@@ -50,7 +50,7 @@ class Validator:
       expressions (int): how many expressions (with a target) to score.
       sampler (str | None): frame sampler name (``visa_lib.tfs.build_frame_sampler``); None uses the
         frame where the object is largest (an oracle, for a pipeline without a sampler).
-      xmem_checkpoint (str | None): official ``XMem.pth``; None uses the shipped toy XMem.
+      xmem_weights (str | None): official ``XMem.pth``; None uses the shipped toy XMem.
       device: where the sampler and XMem run.
     """
 
@@ -59,7 +59,7 @@ class Validator:
         split: RevosSplit,
         expressions: int = 20,
         sampler: str | None = "toy",
-        xmem_checkpoint: str | Path | None = None,
+        xmem_weights: str | Path | None = None,
         device: str | torch.device = "cpu",
         seed: int = 0,
     ) -> None:
@@ -73,8 +73,8 @@ class Validator:
             )
         self.sampler = build_frame_sampler(sampler, seed=seed) if sampler is not None else None
         self.tracker = (
-            XMemTracker.official(xmem_checkpoint, device=device)
-            if xmem_checkpoint is not None
+            XMemTracker.official(xmem_weights, device=device)
+            if xmem_weights is not None
             else XMemTracker.toy(device=device)
         )
 
