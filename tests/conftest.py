@@ -99,3 +99,9 @@ def tiny_revos_split(tiny_revos: Path):
     from visa_lib.data.revos import load_revos
 
     return load_revos(tiny_revos, "valid", check_frames=True)
+
+
+def flat_colour_frames(count: int, height: int = 48, width: int = 64) -> np.ndarray:
+    """uint8 [T, H, W, 3] frames of one grey level each (``3 * t``, survives H.264 to within +-2)."""
+    levels = 3 * np.arange(count, dtype=np.uint8)
+    return np.ascontiguousarray(np.broadcast_to(levels[:, None, None, None], (count, height, width, 3)))

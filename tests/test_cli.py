@@ -134,3 +134,52 @@ def test_console_module_runs():
     """``python -m visa_lib.cli`` is wired to main (exit code 2 without a subcommand)."""
     proc = subprocess.run([sys.executable, "-m", "visa_lib.cli"], capture_output=True, text=True)
     assert proc.returncode == 2 and "required" in proc.stderr
+
+
+class _RunsCode:
+    """Unpickling this calls ``open(marker, "w")``: a doctored dataset pickle trying to run code."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_eval_davis17_refuses_a_doctored_mask_dict_pkl_and_runs_nothing(tmp_path):
+    """The whole CLI in a fresh process: one line, exit code 2, and the payload never executed."""
+    import pickle
+
+    from visa_lib.data.formats import write_davis17_split
+
+    mask = np.zeros((2, 4, 5), bool)
+    video = VideoMeta("clip", ["00000", "00001"], {"0": Expression("0", "box", [0], [1])}, 4, 5)
+    folder = write_davis17_split(tmp_path / "davis", "valid", [video], {("clip", "0"): mask})
+    write_predictions(tmp_path / "pred", "clip", "0", video.frames, mask)
+    marker = tmp_path / "pwned"
+    (folder / "mask_dict.pkl").write_bytes(pickle.dumps({"0": [_RunsCode(marker), None]}))
+    argv = ["eval", "davis17", str(tmp_path / "pred"), "--data-root", str(tmp_path / "davis"), "--quiet"]
+    proc = subprocess.run([sys.executable, "-m", "visa_lib.cli", *argv], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("visa eval: error:") and "mask_dict.pkl" in proc.stderr
+    assert "not plain data" in proc.stderr
+    assert not marker.exists() and proc.stdout == ""
+
+
+def test_eval_revos_refuses_a_truncated_gt_rle_before_scoring(revos_preds, capsys, monkeypatch):
+    import visa_lib.evaluate
+
+    root, pred_dir = revos_preds
+    data = json.loads((root / "mask_dict.json").read_text())
+    data["1"][1]["counts"] = data["1"][1]["counts"][:-1]
+    (root / "mask_dict.json").write_text(json.dumps(data))
+
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("scoring started on a damaged ground truth")
+
+    monkeypatch.setattr(visa_lib.evaluate, "_run", no_scoring)
+    assert cli.main(["eval", "revos", str(pred_dir), "--data-root", str(root), "--workers", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "mask_dict.json: anno_id 1 (video 'TAO/seq_a' expression '0') frame 1: corrupt RLE" in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err

@@ -117,7 +117,7 @@ def test_an_empty_target_mask_means_no_target_and_xmem_is_not_run(clip, pipeline
         pipeline.model, "segment", lambda refs, target, texts: torch.full((len(texts), 240, 320), -1.0)
     )
     monkeypatch.setattr(
-        pipeline_module, "propagate", lambda *a, **k: pytest.fail("XMem ran on an empty mask")
+        pipeline_module, "track_both_ways", lambda *a, **k: pytest.fail("XMem ran on an empty mask")
     )
     result = run_on_video(frames, QUERY, pipeline, target_frame=3, progress=False)
     assert not result.found and result.masks.shape == (len(frames), 240, 320) and not result.masks.any()

@@ -284,3 +284,15 @@ def test_davis17_validation(tmp_path):
     (folder / "mask_dict.pkl").write_bytes(b"not a pickle")
     with pytest.raises(DatasetFormatError, match="not a readable pickle"):
         load_davis17(tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_corrupt_rle_counts_are_a_dataset_error_naming_the_annotation(tiny_revos, damage):
+    def edit(d):
+        rle = d["3"][2]
+        rle["counts"] = rle["counts"][:-2] if damage == "truncate" else "\x01garbage;;"
+
+    _edit_json(tiny_revos / "mask_dict.json", edit)
+    message = r"mask_dict.json: anno_id 3 \(video 'MOSE/seq_b' expression '0'\) frame 2: corrupt RLE"
+    with pytest.raises(DatasetFormatError, match=message):
+        load_revos(tiny_revos)

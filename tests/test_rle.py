@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -95,3 +96,30 @@ def test_round_trip_property(shape, seed, density):
     np.testing.assert_array_equal(decode_rle(encode_rle(mask)), mask.astype(np.uint8))
     stack = decode_rles([encode_rle(mask), None, encode_rle(~mask)], shape)
     np.testing.assert_array_equal(stack, np.stack([mask, np.zeros(shape, bool), ~mask]).astype(np.uint8))
+
+
+def test_pixel_counts_of_valid_rles_equal_the_mask_size():
+    from visa_lib.data.rle import rle_pixel_counts
+
+    rng = np.random.default_rng(3)
+    rles = [encode_rle(rng.random((h, w)) < d) for h, w, d in [(1, 1, 0.5), (40, 33, 0.02), (9, 200, 0.5)]]
+    rles += [encode_rle(np.ones((30, 30), bool)), encode_rle(np.zeros((30, 30), bool))]
+    rles.append(coco_mask.encode(np.asfortranarray(rng.random((50, 70)) < 0.3, dtype=np.uint8)))  # bytes
+    sizes = [r["size"][0] * r["size"][1] for r in rles]
+    counts = [r["counts"] for r in rles] + [[3, 4, 5]]
+    assert rle_pixel_counts(counts).tolist() == [*sizes, 12]
+
+
+def test_pixel_counts_catch_truncated_and_garbled_counts():
+    from visa_lib.data.rle import rle_pixel_counts
+
+    def compress(runs):  # pycocotools compresses any runs, whatever they add up to
+        return coco_mask.frPyObjects({"size": [60, 80], "counts": runs}, 60, 80)["counts"]
+
+    whole, short = compress([1000, 300, 45, 3455]), compress([1000, 300, 45])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        coco_mask.decode({"size": [60, 80], "counts": short})  # no error: the rest is left undefined
+    counts = whole.decode()
+    covered = rle_pixel_counts([whole, short, counts[:-1], counts + "\x7f", "}" * 30, "", [1, -2]])
+    assert covered.tolist() == [4800, 1345, -1, -1, -1, 0, -1]

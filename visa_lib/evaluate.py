@@ -26,7 +26,6 @@ Two ways in:
 from __future__ import annotations
 
 import csv
-import json
 import multiprocessing as mp
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -40,6 +39,7 @@ from tqdm.auto import tqdm
 from visa_lib import metrics
 from visa_lib.data.formats import load_davis17, load_mevis
 from visa_lib.data.revos import TYPE_NAMES, Expression, RevosSplit, load_revos
+from visa_lib.prediction_png import read_prediction_png
 
 #: Frames scored at once; bounds memory on long, high-resolution videos (prediction + GT + foreground).
 FRAME_CHUNK = 32
@@ -65,7 +65,8 @@ class ExpressionScore:
     """Scores of one expression on the 0-100 scale, rounded to 2 decimals as VISA does.
 
     ``values`` maps metric names (``"J"``, ``"F"``, ``"J&F"``, and ``"A"``, ``"R"`` for ReVOS) to floats.
-    ``failure`` is the reason it scored 0, or ``None``.
+    ``failure`` is the reason it scored 0, or ``None``; ``note`` names a prediction file that VISA's
+    reader changes silently (16-bit, JPEG bytes, values other than 0/255; scored as VISA scores it).
     """
 
     video: str
@@ -74,6 +75,7 @@ class ExpressionScore:
     text: str
     values: dict[str, float]
     failure: str | None = None
+    note: str | None = None
 
 
 # ------------------------------------------------------------------------------------------------- results
@@ -92,10 +94,19 @@ class _EvalResult:
 
     metric_names: tuple[str, ...] = RVOS_METRICS
 
-    def __init__(self, scores: list[ExpressionScore], mode: str, dataset: str) -> None:
+    def __init__(
+        self, scores: list[ExpressionScore], mode: str, dataset: str, unknown: Sequence[str] = ()
+    ) -> None:
         self.scores = scores
         self.mode = mode
         self.dataset = dataset
+        #: Prediction folders (``<video>/<exp_id>``) that the split does not know; they are not scored.
+        self.unknown = list(unknown)
+
+    @property
+    def notes(self) -> list[Failure]:
+        """Expressions scored as VISA does whose files its reader changes: ``(video, exp_id, note)``."""
+        return [Failure(s.video, s.exp_id, s.note) for s in self.scores if s.note is not None]
 
     @property
     def failures(self) -> list[Failure]:
@@ -119,34 +130,40 @@ class _EvalResult:
         out["num_expressions"] = {label: count for label, count, _ in self._rows()}
         out["mode"] = self.mode
         out["failures"] = [f._asdict() for f in self.failures]
+        out["notes"] = [f._asdict() for f in self.notes]
+        out["unknown_prediction_folders"] = self.unknown
         return out
 
     def to_json(self, path: str | Path) -> Path:
-        """Write :meth:`as_dict` as JSON (``null`` for empty subsets). Returns the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.as_dict(), indent=2) + "\n", encoding="utf-8")
-        return path
+        """Write :meth:`as_dict` as JSON (``null`` for empty subsets), atomically. Returns the path."""
+        from visa_lib.data.revos import write_json
+
+        write_json(Path(path), self.as_dict(), indent=2)
+        return Path(path)
 
     def to_csv(self, path: str | Path) -> Path:
-        """One row per expression: video, exp_id, type_id, metrics, failure reason, text. Returns the path."""
+        """One row per expression: video, exp_id, type_id, metrics, failure reason, text. Returns the path.
+
+        Written to a temporary file and renamed, so Ctrl-C never leaves half a table (or clobbers an
+        earlier one).
+        """
+        import tempfile
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         names = list(self.metric_names) + ["J&F"]
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["video", "exp_id", "type_id", *names, "failure", "text"])
-            for s in self.scores:
-                writer.writerow(
-                    [
-                        s.video,
-                        s.exp_id,
-                        s.type_id,
-                        *(f"{s.values[n]:.2f}" for n in names),
-                        s.failure or "",
-                        s.text,
-                    ]
-                )
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(["video", "exp_id", "type_id", *names, "failure", "text"])
+                for s in self.scores:
+                    values = (f"{s.values[n]:.2f}" for n in names)
+                    writer.writerow([s.video, s.exp_id, s.type_id, *values, s.failure or "", s.text])
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         return path
 
     def _rows(self) -> list[tuple[str, int, dict[str, float | None]]]:
@@ -164,6 +181,16 @@ class _EvalResult:
             lines.append("")
             lines.append(f"{len(failures)} expression(s) scored 0 because of their prediction:")
             lines.extend(f"  {f.video} / {f.exp_id}: {f.reason}" for f in failures)
+        if self.notes:
+            lines.append("")
+            count = len(self.notes)
+            lines.append(f"{count} expression(s) scored as VISA would, but its reader changes their files:")
+            lines.extend(f"  {f.video} / {f.exp_id}: {f.reason}" for f in self.notes)
+        if self.unknown:
+            lines.append("")
+            count = len(self.unknown)
+            lines.append(f"{count} prediction folder(s) that {self.dataset} does not know (not scored):")
+            lines.extend(f"  {folder}" for folder in self.unknown)
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -256,20 +283,29 @@ def _zeros(names: Sequence[str]) -> dict[str, float]:
     return {**{n: 0.0 for n in names}, "J&F": 0.0}
 
 
-def _read_prediction(folder: Path, frames: Sequence[str], height: int, width: int) -> np.ndarray:
-    """Read PNG frames as raw grayscale values ``uint8 [t, H, W]``; raise :class:`PredictionError`."""
-    import cv2
+def _read_prediction(
+    folder: Path, frames: Sequence[str], height: int, width: int, notes: dict[str, str] | None = None
+) -> np.ndarray:
+    """Read PNG frames as raw grayscale values ``uint8 [t, H, W]``; raise :class:`PredictionError`.
 
+    Values are exactly ``cv2.imread(path, cv2.IMREAD_GRAYSCALE)``'s (:mod:`visa_lib.prediction_png`);
+    the first file that this reading changes silently is recorded in ``notes[str(folder)]``.
+    """
     out = np.empty((len(frames), height, width), dtype=np.uint8)
     for t, frame in enumerate(frames):
         path = folder / f"{frame}.png"
-        if not path.is_file():
-            raise PredictionError(f"missing frame {path}")
-        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        try:
+            image, note = read_prediction_png(path)
+        except FileNotFoundError:
+            raise PredictionError(f"missing frame {path}") from None
+        except OSError as err:
+            raise PredictionError(f"unreadable file {path} ({err.strerror or err})") from None
         if image is None:
             raise PredictionError(f"unreadable PNG {path}")
         if image.shape != (height, width):
             raise PredictionError(f"{path} is {image.shape[0]}x{image.shape[1]}, expected {height}x{width}")
+        if note is not None and notes is not None:
+            notes.setdefault(str(folder), f"{path}: {note}")
         out[t] = image
     return out
 
@@ -324,10 +360,11 @@ def _score_video(
             break
         chunk = slice(start, min(start + FRAME_CHUNK, len(meta.frames)))
         fg = split.foreground_masks(video, chunk) if "R" in names else None
+        decoded: dict[int, np.ndarray] = {}  # each object decoded once per chunk, for every expression
         for exp_id in alive:
             try:
                 pred = readers[exp_id](chunk, meta.frames[chunk])
-                gt = split.gt_masks(video, exp_id, chunk)
+                gt = split.gt_masks(video, exp_id, chunk, decoded)
                 for name, per_frame in _frame_scores(pred, gt, fg, names, mode).items():
                     sums[exp_id][name] += float(np.sum(per_frame))
             except PredictionError as err:
@@ -358,9 +395,31 @@ def _score_video_files(
             failed[exp_id] = f"missing folder {missing}"
             continue
         readers[exp_id] = lambda _chunk, frames, folder=folder: _read_prediction(
-            folder, frames, meta.height, meta.width
+            folder, frames, meta.height, meta.width, notes
         )
-    return _score_video(split, video, readers, failed, names, mode)
+    notes: dict[str, str] = {}
+    scores = _score_video(split, video, readers, failed, names, mode)
+    for score in scores:
+        score.note = notes.get(str(pred_dir / video / score.exp_id))
+    return scores
+
+
+def unknown_prediction_folders(pred_dir: Path, split: RevosSplit) -> list[str]:
+    """``<video>/<exp_id>`` folders holding PNGs under ``pred_dir`` that ``split`` has no expression for.
+
+    Hidden folders (``visa predict``'s records, unfinished ``.partial`` folders) are skipped.
+    """
+    unknown = []
+    for folder, dirs, files in os.walk(pred_dir):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if folder == str(pred_dir) or not any(f.endswith(".png") for f in files):
+            continue
+        relative = Path(folder).relative_to(pred_dir)
+        video, exp_id = relative.parent.as_posix(), relative.name
+        meta = split.videos.get(video)
+        if meta is None or exp_id not in meta.expressions:
+            unknown.append(relative.as_posix())
+    return unknown
 
 
 # Set in the parent before the pool forks, so workers share the split (copy-on-write) instead of pickling it.
@@ -451,7 +510,8 @@ def evaluate_revos(
     _check_mode(mode)
     pred_dir = _check_pred_dir(pred_dir)
     data = load_revos(data_root, split)
-    return RevosResult(_run(data, pred_dir, REVOS_METRICS, mode, workers, progress), mode, f"revos/{split}")
+    scores = _run(data, pred_dir, REVOS_METRICS, mode, workers, progress)
+    return RevosResult(scores, mode, f"revos/{split}", unknown_prediction_folders(pred_dir, data))
 
 
 def evaluate_mevis(
@@ -471,7 +531,8 @@ def evaluate_mevis(
     """
     pred_dir = _check_pred_dir(pred_dir)
     data = load_mevis(data_root, split)
-    return RvosResult(_run(data, pred_dir, RVOS_METRICS, "visa", workers, progress), "visa", f"mevis/{split}")
+    scores = _run(data, pred_dir, RVOS_METRICS, "visa", workers, progress)
+    return RvosResult(scores, "visa", f"mevis/{split}", unknown_prediction_folders(pred_dir, data))
 
 
 def evaluate_davis17(
@@ -491,9 +552,8 @@ def evaluate_davis17(
     """
     pred_dir = _check_pred_dir(pred_dir)
     data = load_davis17(data_root, split)
-    return RvosResult(
-        _run(data, pred_dir, RVOS_METRICS, "visa", workers, progress), "visa", f"davis17/{split}"
-    )
+    scores = _run(data, pred_dir, RVOS_METRICS, "visa", workers, progress)
+    return RvosResult(scores, "visa", f"davis17/{split}", unknown_prediction_folders(pred_dir, data))
 
 
 def evaluate_predictions(
@@ -560,8 +620,6 @@ def write_predictions(
     Returns:
         The expression folder.
     """
-    from PIL import Image
-
     masks = np.asarray(masks)
     if masks.ndim != 3 or masks.shape[0] != len(frames):
         raise ValueError(
@@ -570,5 +628,25 @@ def write_predictions(
     folder = Path(pred_dir) / video / str(exp_id)
     folder.mkdir(parents=True, exist_ok=True)
     for frame, mask in zip(frames, masks, strict=True):
-        Image.fromarray(((mask != 0) * 255).astype(np.uint8)).save(folder / f"{frame}.png")
+        write_mask_png(folder / f"{frame}.png", mask)
     return folder
+
+
+def write_mask_png(path: str | Path, mask: np.ndarray) -> Path:
+    """Write one mask (``[H, W]``, non-zero = object) as an 8-bit 0/255 grayscale PNG, as VISA does."""
+    import cv2
+
+    path = Path(path)
+    if not cv2.imwrite(str(path), np.where(np.asarray(mask) != 0, np.uint8(255), np.uint8(0))):
+        raise OSError(f"{path}: could not be written")
+    return path
+
+
+def read_mask_png(path: str | Path) -> np.ndarray:
+    """Read a mask PNG as its raw 8-bit grayscale values ``uint8 [H, W]`` (``cv2.IMREAD_GRAYSCALE``)."""
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise ValueError(f"{path}: not a readable image")
+    return image

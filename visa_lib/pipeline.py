@@ -14,17 +14,20 @@ This is VISA's inference (reference/visa_facts.md §6.4, §7, §8), one expressi
 :func:`run_on_video` is these three stages and nothing else: ``pipeline.sampler.choose(frames, texts)``
 (the sampler owns subsampling, encoding the video once, the K answers and their aggregation),
 ``pipeline.model.segment(...)`` per distinct target frame (queries picking the same frame share its
-encodings), and :func:`visa_lib.xmem.propagate.propagate` both ways.
+encodings) -- both in :func:`segment_target_frames` -- and :func:`track_target`, XMem both ways one frame
+at a time (:func:`visa_lib.xmem.propagate.track_both_ways`). ``visa infer`` and ``visa predict`` call the
+same two functions and write each mask as it comes, so their memory does not grow with the video.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from visa_lib.data.revos import RevosSplit
 from visa_lib.data.sampling import EVAL_MAX_REFERENCES, eval_reference_frames
@@ -33,7 +36,7 @@ from visa_lib.model.build import build_visa
 from visa_lib.model.visa import VisaModel
 from visa_lib.tfs import FrameSampler, TFSResult, build_frame_sampler
 from visa_lib.xmem.inference import XMemTracker
-from visa_lib.xmem.propagate import propagate
+from visa_lib.xmem.propagate import track_both_ways
 
 
 @dataclass
@@ -55,8 +58,8 @@ class VisaPipeline:
 
 
 @dataclass
-class VideoSegmentation:
-    """The result for one query.
+class TargetSegmentation:
+    """What VISA decided for one query before tracking (stages 1 and 2): the target frame and its mask.
 
     Attributes:
       text (str): the query.
@@ -65,7 +68,6 @@ class VideoSegmentation:
       answers (list[str]): the sampler's raw answers.
       reference_frames (list[int]): the frames the LLM read besides the target.
       target_mask (np.ndarray): bool ``[H,W]``, VISA's mask on the target frame.
-      masks (np.ndarray): bool ``[T,H,W]``, the mask of every frame after propagation.
     """
 
     text: str
@@ -74,12 +76,19 @@ class VideoSegmentation:
     answers: list[str] = field(repr=False)
     reference_frames: list[int] = field(repr=False)
     target_mask: np.ndarray = field(repr=False)
-    masks: np.ndarray = field(repr=False)
 
     @property
     def found(self) -> bool:
         """Whether VISA found an object at all (an empty target mask means "no target")."""
         return bool(self.target_mask.any())
+
+
+@dataclass
+class VideoSegmentation(TargetSegmentation):
+    """The result for one query: a :class:`TargetSegmentation` plus ``masks``, bool ``[T,H,W]``, the mask
+    of every frame after propagation."""
+
+    masks: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
 
 
 def build_pipeline(
@@ -154,8 +163,80 @@ def _as_frames(frames) -> np.ndarray | Sequence[np.ndarray]:
     return array
 
 
-def _take(frames: np.ndarray | VideoFrames, indices: Sequence[int]) -> np.ndarray:
+def _take(frames: np.ndarray | Sequence[np.ndarray], indices: Sequence[int]) -> np.ndarray:
+    if isinstance(frames, (np.ndarray, VideoFrames)):
+        return frames[list(indices)]  # one batched read for a video file
     return np.stack([frames[i] for i in indices])
+
+
+def segment_target_frames(
+    frames: np.ndarray | Sequence[np.ndarray],
+    texts: Sequence[str],
+    pipeline: VisaPipeline,
+    *,
+    target_frame: int | None = None,
+    keys: Sequence[str] | None = None,
+) -> list[TargetSegmentation]:
+    """Stages 1 and 2 for several queries about one video: the sampler picks each target frame, VISA
+    segments it (queries picking the same frame share its encodings).
+
+    Arguments:
+      frames: uint8 ``[T,H,W,3]`` or a lazy reader (see :func:`run_on_video`).
+      texts (Sequence[str]): non-empty queries.
+      pipeline (VisaPipeline): the models.
+      target_frame (int | None): skip the sampler and segment this frame for every query.
+      keys (Sequence[str] | None): ``"<video>/<exp_id>"`` per query (see :func:`run_on_video`).
+    Returns:
+      One :class:`TargetSegmentation` per query, in order.
+    """
+    n = len(frames)
+    # Stage 1: the frame sampler picks each query's target frame.
+    if target_frame is not None:
+        if not -n <= target_frame < n:
+            raise ValueError(f"run_on_video: target_frame={target_frame} is outside the video's {n} frames")
+        choices = [TFSResult([], [], None, target_frame % n, n) for _ in texts]
+    elif pipeline.sampler is None:
+        raise ValueError("run_on_video: the pipeline has no frame sampler; pass target_frame=")
+    else:
+        choices = pipeline.sampler.choose(frames, texts, keys=keys)
+    targets = [c.frame for c in choices]
+
+    # Stage 2: VISA on each distinct target frame (queries picking the same frame share its encodings).
+    target_masks: dict[int, np.ndarray] = {}
+    references: dict[int, list[int]] = {}
+    for target in dict.fromkeys(targets):
+        asked = [k for k, t in enumerate(targets) if t == target]
+        refs = eval_reference_frames(n, target, pipeline.max_references)
+        logits = pipeline.model.segment(_take(frames, refs), frames[target], [texts[k] for k in asked])
+        for k, mask in zip(asked, (logits > 0).cpu().numpy(), strict=True):
+            target_masks[k] = mask
+        references[target] = refs
+    return [
+        TargetSegmentation(
+            t, targets[k], choices[k].tp, choices[k].answers, references[targets[k]], target_masks[k]
+        )
+        for k, t in enumerate(texts)
+    ]
+
+
+def track_target(
+    frames: np.ndarray | Sequence[np.ndarray], target: TargetSegmentation, pipeline: VisaPipeline
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Stage 3: XMem carries the target mask to every frame, both ways, one frame at a time.
+
+    Built on :func:`visa_lib.xmem.propagate.track_both_ways`; nothing is kept between frames, so a caller
+    that writes each mask away (``visa infer``, ``visa predict``) holds one frame whatever the length.
+    An empty target mask is VISA's "no target": every frame is empty and XMem does not run.
+
+    Yields:
+      ``(frame index, bool [H,W])``, each of the video's frames exactly once (backward run first).
+    """
+    if not target.found:
+        empty = np.zeros_like(target.target_mask, dtype=bool)
+        for index in range(len(frames)):
+            yield index, empty
+        return
+    yield from track_both_ways(frames, target.target_mask, target.target_frame, pipeline.tracker)
 
 
 def run_on_video(
@@ -167,7 +248,10 @@ def run_on_video(
     keys: Sequence[str] | None = None,
     progress: bool = True,
 ) -> VideoSegmentation | list[VideoSegmentation]:
-    """Segment and track what ``text`` refers to, in every frame of a video.
+    """Segment and track what ``text`` refers to, in every frame of a video (all masks in memory).
+
+    The three stages: :func:`segment_target_frames` (the sampler chooses, VISA segments), then
+    :func:`track_target` per query, gathered into ``[T,H,W]``.
 
     Arguments:
       frames: uint8 ``[T,H,W,3]`` RGB frames, a folder of frames, a video file, or a lazy reader
@@ -190,43 +274,15 @@ def run_on_video(
     if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
         raise ValueError("run_on_video: give a non-empty text query (or a list of them)")
     frames = _as_frames(frames)
-    n = len(frames)
     pipeline = pipeline or build_pipeline()
-    # Stage 1: the frame sampler picks each query's target frame.
-    if target_frame is not None:
-        if not -n <= target_frame < n:
-            raise ValueError(f"run_on_video: target_frame={target_frame} is outside the video's {n} frames")
-        choices = [TFSResult([], [], None, target_frame % n, n) for _ in texts]
-    elif pipeline.sampler is None:
-        raise ValueError("run_on_video: the pipeline has no frame sampler; pass target_frame=")
-    else:
-        choices = pipeline.sampler.choose(frames, texts, keys=keys)
-    targets = [c.frame for c in choices]
-
-    # Stage 2: VISA on each distinct target frame (queries picking the same frame share its encodings).
-    target_masks: dict[int, np.ndarray] = {}
-    references: dict[int, list[int]] = {}
-    for target in dict.fromkeys(targets):
-        asked = [k for k, t in enumerate(targets) if t == target]
-        refs = eval_reference_frames(n, target, pipeline.max_references)
-        logits = pipeline.model.segment(_take(frames, refs), frames[target], [texts[k] for k in asked])
-        for k, mask in zip(asked, (logits > 0).cpu().numpy(), strict=True):
-            target_masks[k] = mask
-        references[target] = refs
-
-    # Stage 3: XMem carries each target mask to every frame, both ways.
     results = []
-    for k, t in enumerate(texts):
-        mask = target_masks[k]
-        if mask.any():
-            masks = propagate(frames, mask, targets[k], pipeline.tracker, direction="both", progress=progress)
-        else:  # VISA: an empty target mask is "no target" in every frame; XMem is not run
-            masks = np.zeros((n, *mask.shape), dtype=bool)
-        results.append(
-            VideoSegmentation(
-                t, targets[k], choices[k].tp, choices[k].answers, references[targets[k]], mask, masks
-            )
-        )
+    for target in segment_target_frames(frames, texts, pipeline, target_frame=target_frame, keys=keys):
+        masks = np.zeros((len(frames), *target.target_mask.shape), dtype=bool)
+        steps = track_target(frames, target, pipeline)
+        bar = tqdm(steps, total=len(frames), desc="XMem both ways", disable=not progress, leave=False)
+        for index, mask in bar:
+            masks[index] = mask
+        results.append(VideoSegmentation(**vars(target), masks=masks))
     return results[0] if single else results
 
 

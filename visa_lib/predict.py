@@ -131,8 +131,8 @@ def predict_video(split, video: str, pipeline, pred_dir: str | Path, resume: boo
     """
     from visa_lib.data.revos import write_json
     from visa_lib.data.video import SplitVideoFrames
-    from visa_lib.evaluate import write_predictions
-    from visa_lib.pipeline import run_on_video
+    from visa_lib.evaluate import write_mask_png
+    from visa_lib.pipeline import segment_target_frames, track_target
 
     pred_dir = Path(pred_dir)
     meta = split.videos[video]
@@ -142,20 +142,27 @@ def predict_video(split, video: str, pipeline, pred_dir: str | Path, resume: boo
     frames = SplitVideoFrames(split, video)
     texts = [meta.expressions[e].text for e in exp_ids]
     keys = [f"{video}/{e}" for e in exp_ids]
-    results = run_on_video(frames, texts, pipeline, keys=keys, progress=False)
-    for exp_id, result in zip(exp_ids, results, strict=True):
+    targets = segment_target_frames(frames, texts, pipeline, keys=keys)
+    for exp_id, target in zip(exp_ids, targets, strict=True):
         final = pred_dir / video / exp_id
         temporary = pred_dir / video / f".{exp_id}.partial"
         shutil.rmtree(temporary, ignore_errors=True)  # left over from an interrupted run
-        write_predictions(pred_dir, video, temporary.name, meta.frames, result.masks)
+        temporary.mkdir(parents=True)
+        try:
+            # Each mask is written as XMem yields it: memory does not grow with the video.
+            for index, mask in track_target(frames, target, pipeline):
+                write_mask_png(temporary / f"{meta.frames[index]}.png", mask)
+        except BaseException:  # Ctrl-C included: no half-written expression is left behind
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise
         _record_path(pred_dir, video, exp_id).unlink(missing_ok=True)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(temporary, final)  # the expression's PNGs appear in one step
         record = {
-            "target_frame": result.target_frame,
-            "tp": result.tp,
-            "answers": result.answers,
-            "found": result.found,
+            "target_frame": target.target_frame,
+            "tp": target.tp,
+            "answers": target.answers,
+            "found": target.found,
         }
         write_json(_record_path(pred_dir, video, exp_id), record)
     return len(exp_ids)

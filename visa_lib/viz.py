@@ -7,7 +7,7 @@ and returns arrays or matplotlib figures; nothing here touches a model.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -121,19 +121,45 @@ def show_frames(
     return fig
 
 
-def save_gif(path: str | Path, frames: Sequence[np.ndarray], fps: float = 8.0, max_side: int = 320) -> Path:
-    """Write frames (uint8 [H,W,3] each) as an animated GIF, downscaled so the longer side is ``max_side``."""
+#: Codec and pixel format per animation suffix: a GIF holds 8-bit colour, an MP4 H.264 (even sizes).
+_ANIMATION_CODECS = {".gif": ("gif", "rgb8"), ".mp4": ("libx264", "yuv420p")}
+
+
+def save_animation(
+    path: str | Path, frames: Iterable[np.ndarray], fps: float = 8.0, max_side: int = 320
+) -> Path:
+    """Write frames (uint8 [H,W,3] each) as an animated ``.gif`` or ``.mp4``, one frame at a time.
+
+    Frames are downscaled so the longer side is at most ``max_side`` and encoded as they arrive
+    (imageio's PyAV writer), so a generator of any length needs the memory of one frame.
+    Returns the path.
+    """
     import imageio.v3 as iio
     from PIL import Image
 
     path = Path(path)
+    if path.suffix.lower() not in _ANIMATION_CODECS:
+        raise ValueError(f"{path}: an animation is .gif or .mp4, got {path.suffix!r}")
+    codec, pixel_format = _ANIMATION_CODECS[path.suffix.lower()]
     path.parent.mkdir(parents=True, exist_ok=True)
-    resized = []
-    for frame in frames:
-        image = Image.fromarray(np.asarray(frame))
-        scale = max_side / max(image.size)
-        if scale < 1:
-            image = image.resize((round(image.width * scale), round(image.height * scale)), Image.BILINEAR)
-        resized.append(np.asarray(image))
-    iio.imwrite(path, np.stack(resized), duration=1000 / fps, loop=0)
+    size = None
+    with iio.imopen(path, "w", plugin="pyav") as writer:
+        writer.init_video_stream(codec, fps=fps, pixel_format=pixel_format)
+        for frame in frames:
+            image = Image.fromarray(np.asarray(frame))
+            if size is None:
+                scale = min(1.0, max_side / max(image.size))
+                # H.264 needs even sizes; a GIF does not mind.
+                size = tuple(max(2, 2 * round(side * scale / 2)) for side in image.size)
+            if image.size != size:
+                image = image.resize(size, Image.BILINEAR)
+            writer.write_frame(np.asarray(image))
     return path
+
+
+def save_gif(path: str | Path, frames: Iterable[np.ndarray], fps: float = 8.0, max_side: int = 320) -> Path:
+    """Write frames (uint8 [H,W,3] each) as an animated GIF, streamed (see :func:`save_animation`)."""
+    path = Path(path)
+    if path.suffix.lower() != ".gif":
+        raise ValueError(f"save_gif: {path} does not end in .gif")
+    return save_animation(path, frames, fps, max_side)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from visa_lib.data.rle import RLE, decode_rles, encode_rle, encode_video_rle
+from visa_lib.data.rle import RLE, decode_rles, encode_rle, encode_video_rle, rle_pixel_counts
 
 #: Subset names of ``type_id`` 0, 1 and 2 (the last one is excluded from VISA's summaries).
 TYPE_NAMES = {0: "referring", 1: "reasoning", 2: "no_target"}
@@ -205,6 +205,7 @@ def validate_masks(
     """
     if not isinstance(mask_dict, dict):
         raise DatasetFormatError(f"{mask_path}: expected {{anno_id: [RLE or null per frame]}}")
+    checked: dict[str, str] = {}  # anno_id -> "video 'v' expression 'e'" of its first use
     for video in videos.values():
         for exp in video.expressions.values():
             for anno_id in exp.anno_ids:
@@ -222,7 +223,40 @@ def validate_masks(
                         f"{mask_path}: anno_id {anno_id} has {count} frames, video '{video.name}' has "
                         f"{len(video.frames)} (in {meta_path.name}); the two files do not belong together"
                     )
-                _check_rle_sizes(rles, video, f"{mask_path}: anno_id {anno_id}")
+                if key not in checked:
+                    _check_rle_sizes(rles, video, f"{mask_path}: anno_id {anno_id}")
+                    checked[key] = f"video '{video.name}' expression '{exp.exp_id}'"
+    check_rle_counts(
+        {f"anno_id {key} ({used})": mask_dict[key] for key, used in checked.items()}, mask_path
+    )
+
+
+def check_rle_counts(rles_by_name: Mapping[str, Sequence[RLE | None]], path: Path) -> None:
+    """Decode-check every RLE's runs (they must cover ``H x W`` pixels exactly) in one batched pass.
+
+    Truncated or garbled counts would otherwise decode silently into a wrong ground truth (or fail
+    later, blamed on a prediction). Raises :class:`DatasetFormatError` naming ``path``, the entry and
+    the frame.
+    """
+    names, frames, counts, expected = [], [], [], []
+    for name, rles in rles_by_name.items():
+        for index, rle in enumerate(rles):
+            if rle is not None:
+                names.append(name)
+                frames.append(index)
+                counts.append(rle["counts"])
+                expected.append(int(rle["size"][0]) * int(rle["size"][1]))
+    if not counts:
+        return
+    covered = rle_pixel_counts(counts)
+    wrong = np.flatnonzero(covered != np.asarray(expected))
+    if len(wrong):
+        i = int(wrong[0])
+        what = "malformed counts" if covered[i] < 0 else f"runs covering {covered[i]} pixels"
+        raise DatasetFormatError(
+            f"{path}: {names[i]} frame {frames[i]}: corrupt RLE ({what}, the mask has {expected[i]}; "
+            f"{len(wrong)} bad RLE(s) in all); the file is damaged: download or regenerate {path.name}"
+        )
 
 
 def _check_rle_sizes(rles: Sequence[RLE | None], video: VideoMeta, where: str) -> None:
@@ -340,13 +374,21 @@ class RevosSplit:
     def _decode(self, rles: Sequence[RLE | None], video: VideoMeta, frames: slice) -> np.ndarray:
         return decode_rles(rles[frames], (video.height, video.width))
 
-    def gt_masks(self, video: str, exp_id: str, frames: slice | None = None) -> np.ndarray:
+    def gt_masks(
+        self,
+        video: str,
+        exp_id: str,
+        frames: slice | None = None,
+        decoded: dict[int, np.ndarray] | None = None,
+    ) -> np.ndarray:
         """Ground truth of one expression as VISA's evaluator builds it.
 
         Args:
             video: video name.
             exp_id: expression key.
             frames: optional slice of frame indices (to bound memory on long videos).
+            decoded: ``{anno_id: uint8 [T, H, W]}`` of these frames, filled and reused (the evaluator
+                shares it between the expressions of a video that refer to the same objects).
 
         Returns:
             ``uint8 [T, H, W]``: the SUM over the expression's ``anno_id`` masks (0/1 each), so overlapping
@@ -359,7 +401,12 @@ class RevosSplit:
         count = len(range(*frames.indices(len(meta.frames))))
         total = np.zeros((count, meta.height, meta.width), dtype=np.uint8)
         for anno_id in meta.expressions[exp_id].anno_ids:
-            total += self._decode(self.mask_dict[str(anno_id)], meta, frames)
+            if decoded is None:
+                total += self._decode(self.mask_dict[str(anno_id)], meta, frames)
+                continue
+            if anno_id not in decoded:
+                decoded[anno_id] = self._decode(self.mask_dict[str(anno_id)], meta, frames)
+            total += decoded[anno_id]
         return total
 
     def foreground_masks(self, video: str, frames: slice | None = None) -> np.ndarray:
@@ -387,6 +434,7 @@ def _validate_foreground(videos: Mapping[str, VideoMeta], foreground: Any, path:
         raise DatasetFormatError(
             f"{path}: expected {{video: {{'masks_rle': [...], 'foreground_ratio': [...]}}}}"
         )
+    checked: dict[str, list] = {}
     for name, video in videos.items():
         entry = foreground.get(name)
         if entry is None:
@@ -401,6 +449,8 @@ def _validate_foreground(videos: Mapping[str, VideoMeta], foreground: Any, path:
                 f"regenerate {path.name}"
             )
         _check_rle_sizes(rles, video, f"{path}: video '{name}'")
+        checked[f"video '{name}' masks_rle"] = rles
+    check_rle_counts(checked, path)
 
 
 def load_revos(root: str | Path, split: str = "valid", check_frames: bool = False) -> RevosSplit:

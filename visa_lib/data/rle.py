@@ -105,6 +105,93 @@ def decode_rles(rles: Sequence[RLE | None], size: Sequence[int]) -> np.ndarray:
     return out
 
 
+def _parse_counts(counts: Sequence[str | bytes | list]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run lengths of many RLEs at once: ``(runs int64 [R], owner int64 [R], bad bool [N])``.
+
+    ``owner[r]`` is the RLE that run ``r`` belongs to (runs in order, background first); ``bad[i]`` marks
+    a malformed ``counts`` (its runs are then meaningless). See :func:`rle_pixel_counts` for the format.
+    """
+    n = len(counts)
+    bad = np.zeros(n, bool)
+    packed: list[bytes] = []
+    lists: list[tuple[int, list]] = []
+    for i, c in enumerate(counts):
+        if isinstance(c, list):
+            if all(isinstance(v, int) and v >= 0 for v in c):
+                lists.append((i, c))
+            else:
+                bad[i] = True
+            packed.append(b"")
+            continue
+        try:
+            packed.append(c.encode("ascii") if isinstance(c, str) else bytes(c))
+        except (UnicodeEncodeError, TypeError):
+            bad[i] = True
+            packed.append(b"")
+    lengths = np.array([len(b) for b in packed], dtype=np.int64)
+    string_of = np.repeat(np.arange(n), lengths)
+    bits = np.frombuffer(b"".join(packed), np.uint8).astype(np.int64) - 48
+    if len(bits):
+        bad[string_of[(bits < 0) | (bits > 63)]] = True
+        bits = np.clip(bits, 0, 63)
+        last_char = np.cumsum(lengths) - 1
+        nonempty = lengths > 0
+        ends = (bits & 0x20) == 0
+        bad[nonempty] |= ~ends[last_char[nonempty]]  # the last number is cut off
+        ends[last_char[nonempty]] = True  # numbers never run across strings
+        start_flags = np.r_[True, ends[:-1]]
+        starts = np.flatnonzero(start_flags)
+        token_of = np.cumsum(start_flags) - 1
+        shift = 5 * (np.arange(len(bits)) - starts[token_of])
+        bad[string_of[shift > 55]] = True  # more than 12 characters: no real run is that long
+        values = np.add.reduceat((bits & 0x1F) << np.minimum(shift, 55), starts)
+        sign = (bits[ends] & 0x10) != 0
+        values[sign] -= np.int64(1) << np.minimum(shift[ends][sign] + 5, 62)
+        # Runs 3, 4, ... are differences to the run two before: cumulative sums along three chains per
+        # string (run 0 alone, the odd runs, the even runs from run 2 on).
+        owner = string_of[starts]
+        first = np.r_[0, np.cumsum(np.bincount(owner, minlength=n))[:-1]]
+        index = np.arange(len(values)) - first[owner]
+        chain = owner * 3 + np.where(index == 0, 0, np.where(index % 2 == 1, 1, 2))
+        order = np.argsort(chain, kind="stable")
+        sums = np.cumsum(values[order])
+        chain_sorted = chain[order]
+        chain_start = np.r_[True, chain_sorted[1:] != chain_sorted[:-1]]
+        base = np.maximum.accumulate(np.where(chain_start, np.arange(len(order)), 0))
+        runs = np.empty_like(values)
+        runs[order] = sums - np.r_[0, sums][base]
+        bad[owner[runs < 0]] = True
+    else:
+        runs = owner = np.zeros(0, np.int64)
+    if lists:  # uncompressed RLEs: their runs as they are, merged in string order
+        extra_runs = np.concatenate([np.asarray(c, np.int64) for _, c in lists])
+        extra_owner = np.concatenate([np.full(len(c), i, np.int64) for i, c in lists])
+        order = np.argsort(np.r_[owner, extra_owner], kind="stable")
+        runs, owner = np.r_[runs, extra_runs][order], np.r_[owner, extra_owner][order]
+    return runs, owner, bad
+
+
+def rle_pixel_counts(counts: Sequence[str | bytes | list]) -> np.ndarray:
+    """Pixels covered by each RLE's runs, checked without decoding a mask: ``int64 [N]``, -1 if malformed.
+
+    A compressed ``counts`` string holds one number per run, 5 bits per character (``chr(48 + bits)``),
+    with a continuation bit (0x20), a sign bit on the last character (0x10), and every run from the
+    fourth on stored as its difference to the run two before it. This parses all strings at once with
+    numpy. A valid RLE of an ``H x W`` mask covers exactly ``H * W`` pixels; truncated or corrupted
+    counts do not (or are malformed: a character outside the alphabet, a number cut off at the end, a
+    negative run) -- pycocotools decodes them without a word, leaving the rest of the mask undefined.
+
+    Args:
+        counts: compressed strings / bytes, or uncompressed lists of run lengths.
+    Returns:
+        ``int64 [N]``: the sum of the runs, or -1 for a malformed ``counts``.
+    """
+    runs, owner, bad = _parse_counts(counts)
+    totals = np.bincount(owner, weights=runs.astype(np.float64), minlength=len(counts)).astype(np.int64)
+    totals[bad] = -1
+    return totals
+
+
 def encode_video_rle(masks: np.ndarray, empty_as_none: bool = True) -> list[RLE | None]:
     """Encode every frame of a ``[T, H, W]`` mask stack.
 

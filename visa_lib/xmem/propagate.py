@@ -127,6 +127,35 @@ def track(
         yield index, postprocess_probabilities(prob, shape).float().cpu()
 
 
+def track_both_ways(
+    frames: np.ndarray | Sequence[np.ndarray],
+    mask: np.ndarray,
+    start: int,
+    tracker: XMemTracker,
+    size: int | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """VISA's two XMem runs from ``start``, yielding every frame's mask once, as soon as it is known.
+
+    The backward run comes first (``start, start-1, ..., 0``), then the forward run (``start+1, ..., T-1``);
+    the two are independent fresh runs, so the order does not change any mask (``start`` comes out of both
+    identically). Nothing is kept between frames: a caller that writes each mask away holds one frame.
+
+    Args:
+        frames: uint8 ``[T, H, W, 3]`` or a sequence of uint8 ``[H, W, 3]`` frames (read lazily).
+        mask: bool ``[H, W]``, the object on frame ``start``.
+        start (int): the annotated frame (``0 <= start < T``).
+        tracker (XMemTracker): network + memory settings.
+        size (int | None): as :func:`propagate`.
+
+    Yields:
+        ``(frame index, bool [H, W])``, each index in ``0..T-1`` exactly once.
+    """
+    for reverse in (True, False):
+        for index, prob in track(frames, mask, start, tracker, reverse=reverse, size=size):
+            if reverse or index != start:
+                yield index, labels_from_probabilities(prob).numpy() == 1
+
+
 def propagate(
     frames: np.ndarray | Sequence[np.ndarray] | Iterable[np.ndarray],
     mask: np.ndarray,
