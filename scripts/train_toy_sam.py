@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -188,6 +189,38 @@ def class_prompt_miou(sam: torch.nn.Module, class_embed: torch.nn.Embedding, cli
     return float(np.mean(scores)) * 100
 
 
+def label_map(
+    masks: np.ndarray, descriptions: list[str], resized: tuple[int, int], size: int
+) -> torch.Tensor:
+    """Description index per pixel (background = ``len(DESCRIPTIONS)``, padding = -1), int64 [size, size].
+
+    The frame is resized like SAM's input (``resized`` inside the ``img_size`` square, nearest) and
+    brought to ``size`` (the decoder's low-resolution grid), so it lines up with the image embedding.
+    """
+    labels = np.full(masks.shape[1:], len(DESCRIPTIONS), dtype=np.int64)
+    for m, name in zip(masks, descriptions, strict=True):
+        labels[m] = DESCRIPTIONS.index(name)
+    h, w = resized
+    scale = size / max(h, w)
+    small = cv2.resize(
+        labels.astype(np.float32), (round(w * scale), round(h * scale)), interpolation=cv2.INTER_NEAREST
+    )
+    out = np.full((size, size), -1, dtype=np.int64)
+    out[: small.shape[0], : small.shape[1]] = small.astype(np.int64)
+    return torch.from_numpy(out)
+
+
+def dense_class_loss(head: torch.nn.Conv2d, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of a 1x1 linear probe on the image embedding, upsampled to the label grid.
+
+    It asks the embedding to say *what* lies at every location in a form one prompt token can read
+    by attention (a dot product), which is how VISA's ``[SEG]`` prompt finds its object.
+    embeddings float [B, D, h, w], labels int64 [B, S, S] (-1 = ignore).
+    """
+    logits = F.interpolate(head(embeddings), size=labels.shape[-2:], mode="bilinear", align_corners=False)
+    return F.cross_entropy(logits, labels, ignore_index=-1)
+
+
 def lr_at(step: int, total: int, warmup: int, peak: float, start: int = 0) -> float:
     """Linear warm-up (``warmup`` steps from ``start``), then cosine decay to 5 % of the peak at ``total``."""
     if step - start < warmup:
@@ -210,7 +243,11 @@ def train(args: argparse.Namespace) -> None:
     dim = sam.prompt_encoder.embed_dim
     class_embed = torch.nn.Embedding(len(DESCRIPTIONS), dim)
     torch.nn.init.normal_(class_embed.weight, std=0.5)
+    # a linear probe of the image embedding (discarded after training, like the class vectors)
+    dense_head = torch.nn.Conv2d(dim, len(DESCRIPTIONS) + 1, kernel_size=1)
     params = [p for p in sam.parameters() if p.requires_grad] + list(class_embed.parameters())
+    if args.dense_class_weight > 0:
+        params += list(dense_head.parameters())
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
 
     # A resumed run (--start-step) draws clips the first run never saw.
@@ -238,6 +275,11 @@ def train(args: argparse.Namespace) -> None:
         original = images[0][0].shape[:2]
         embeddings = sam.image_encoder(pixels)
         losses = []
+        dense = torch.zeros(())
+        if args.dense_class_weight > 0:
+            grid = sam.prompt_encoder.mask_input_size[0]  # the decoder's low-res grid, 4x the embedding
+            labels = torch.stack([label_map(im[1], im[2], resized, grid) for im in images])
+            dense = dense_class_loss(dense_head, embeddings, labels)
         for b, (_frame, masks, descriptions, chosen) in enumerate(images):
             # The image encoder dominates the cost, so each image is decoded several times.
             kinds = ["point", "box"] + (["class"] if rng.random() < args.class_prob else [])
@@ -257,7 +299,7 @@ def train(args: argparse.Namespace) -> None:
                 target = torch.from_numpy(targets).float()
                 bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).mean(-1)
                 losses.append(bce + dice_loss(logits, target))
-        loss = torch.cat(losses).mean()
+        loss = torch.cat(losses).mean() + args.dense_class_weight * dense
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -291,6 +333,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=2600)
     parser.add_argument("--batch", type=int, default=4, help="images per step (up to 3 objects each)")
     parser.add_argument("--class-prob", type=float, default=0.3, help="share of images with class prompts")
+    parser.add_argument(
+        "--dense-class-weight",
+        type=float,
+        default=0.0,
+        help="weight of a per-pixel description loss on the image embedding (a linear probe)",
+    )
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--warmup", type=int, default=200)

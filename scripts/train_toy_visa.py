@@ -166,6 +166,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--output-dir", type=Path, default=None, help="checkpoints and metrics.jsonl (optional)"
     )
+    parser.add_argument(
+        "--sam-checkpoint", type=Path, default=None, help="toy SAM to build on (default: the shipped one)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     return parser.parse_args(argv)
@@ -190,6 +193,7 @@ def train_config_overrides(args: argparse.Namespace) -> dict:
         "pretrained": not args.random_foundations,
         "seed": args.seed,
         "output_dir": str(args.output_dir) if args.output_dir else None,
+        "sam_weights": str(args.sam_checkpoint) if args.sam_checkpoint else None,
     }
 
 
@@ -208,7 +212,14 @@ def main(argv: list[str] | None = None) -> dict:
     train_seconds = time.time() - start
     model, train_split = run.model, run.data.train_split
     pretrained = not args.random_foundations
-    untrained = build_visa("toy", weights=None, pretrained=pretrained, check_trained=False, seed=args.seed)
+    untrained = build_visa(
+        "toy",
+        weights=None,
+        sam_weights=args.sam_checkpoint,
+        pretrained=pretrained,
+        check_trained=False,
+        seed=args.seed,
+    )
 
     valid = load_revos(args.data_root, "valid")
     items = pick_target_frames(valid, max_items=args.eval_items)

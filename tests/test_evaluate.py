@@ -290,3 +290,68 @@ def test_matches_a_naive_per_frame_loop(tiny_revos, tmp_path):
         referring = np.mean([e[name] for e in per_type[0]])
         reasoning = np.mean([e[name] for e in per_type[1]])
         assert summary["overall"][name] == pytest.approx((referring + reasoning) / 2)
+
+
+def _random_stack(rng: np.random.Generator, t: int, h: int, w: int, kind: str) -> np.ndarray:
+    """uint8 [t, h, w] masks of one kind: empty, noise, a rectangle at an image edge or corner, or full."""
+    out = np.zeros((t, h, w), np.uint8)
+    for i in range(t):
+        if kind == "noise":
+            out[i] = rng.random((h, w)) < 0.3
+        elif kind == "edge":
+            y0, x0 = rng.integers(0, h), rng.integers(0, w)
+            side = rng.integers(0, 4)
+            rows = slice(0, y0 + 1) if side == 0 else slice(y0, h) if side == 1 else slice(0, h)
+            cols = slice(0, x0 + 1) if side == 2 else slice(x0, w) if side == 3 else slice(0, w)
+            out[i, rows, cols] = 1
+        elif kind == "blob":
+            y, x = rng.integers(0, h, 2), rng.integers(0, w, 2)
+            out[i, y.min():y.max() + 1, x.min():x.max() + 1] = 1
+        elif kind == "full":
+            out[i] = 1
+    return out
+
+
+@pytest.mark.parametrize("mode", ["visa", "binary"])
+def test_cropped_scoring_equals_whole_frame_scoring(tmp_path, mode):
+    """The evaluator decodes and scores only inside the box of prediction, ground truth and foreground; its
+    per-frame values must be exactly the metrics' on whole frames (masks touching borders and corners,
+    empty, full, noise; two objects; a foreground file larger than the objects; frames of 1 pixel)."""
+    from visa_lib import metrics
+    from visa_lib.data.rle import encode_rle
+    from visa_lib.evaluate import _ChunkTruth
+
+    rng = np.random.default_rng(0)
+    kinds = ["empty", "noise", "edge", "blob", "full"]
+    names = ["J", "F", "A", "R"]
+    t = 3
+    checked = 0
+    for h, w in [(1, 1), (1, 7), (9, 1), (17, 23), (40, 64)]:
+        for gt_kind in kinds:
+            root = tmp_path / f"{h}x{w}_{gt_kind}"
+            annos = {1: _random_stack(rng, t, h, w, gt_kind), 2: _random_stack(rng, t, h, w, "blob")}
+            exps = {"0": Expression("0", "one", [0], [1], 0), "1": Expression("1", "two", [0], [1, 2], 1),
+                    "2": Expression("2", "none", [], [], 2)}
+            frames = [f"{i:05d}" for i in range(t)]
+            write_revos_split(root, "valid", [VideoMeta("v", frames, exps, h, w)], annos)
+            split = load_revos(root)
+            if gt_kind in ("empty", "blob"):  # a foreground file reaching beyond the objects
+                extra = np.maximum(annos[1] | annos[2], _random_stack(rng, t, h, w, "blob"))
+                split.foreground = {"v": {"masks_rle": [encode_rle(m) for m in extra]}}
+            fg_all = split.foreground_masks("v")
+            truth = _ChunkTruth(split, "v", slice(0, t), with_foreground=True)
+            for exp_id in exps:
+                gt = split.gt_masks("v", exp_id)
+                for pred_kind in kinds:
+                    pred = _random_stack(rng, t, h, w, pred_kind) * np.uint8(255)
+                    got = truth.scores(exp_id, pred, names, mode)
+                    want = {
+                        "J": metrics.jaccard(pred, gt),
+                        "F": np.array([metrics._f_measure_reference(pred[i], gt[i]) for i in range(t)]),
+                        "A": metrics.accuracy(pred, gt, mode=mode),
+                        "R": metrics.robustness(pred, gt, fg_all, mode=mode),
+                    }
+                    for name in names:
+                        assert np.array_equal(got[name], want[name]), (h, w, gt_kind, exp_id, pred_kind, name)
+                    checked += 1
+    assert checked == 5 * 5 * 3 * 5

@@ -18,3 +18,23 @@ def test_explicit_device_wins(monkeypatch):
     assert pick_device("cpu").type == "cpu"
     monkeypatch.setenv("VISA_DEVICE", "cpu")
     assert setup(verbose=False).type == "cpu"
+
+
+def test_setup_sets_legible_figures():
+    import matplotlib
+
+    setup(verbose=False)
+    rc = matplotlib.rcParams
+    assert rc["figure.dpi"] >= 100 and rc["savefig.dpi"] >= 100
+    sizes = [
+        rc[k]
+        for k in (
+            "font.size",
+            "axes.titlesize",
+            "axes.labelsize",
+            "xtick.labelsize",
+            "ytick.labelsize",
+            "legend.fontsize",
+        )
+    ]
+    assert all(isinstance(s, (int, float)) and s >= 9 for s in sizes), sizes

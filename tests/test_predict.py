@@ -118,7 +118,8 @@ def test_predict_resumes_and_redoes_half_written_expressions(tiny_split, predict
     report = predict_split(split, out, pipeline_spec={}, workers=1, progress=False)
     assert report.predicted == 1 and report.skipped == split.num_expressions - 1 and not report.failed
     np.testing.assert_array_equal(_read(out / video / "0", split.videos[video].frames), before)
-    again = predict_split(split, out, pipeline_spec={}, workers=1, progress=False)
+    # Nothing left to do: no model is loaded (a spec that cannot be built is never built).
+    again = predict_split(split, out, pipeline_spec={"name": "not-a-config"}, workers=1, progress=False)
     assert again.predicted == 0 and again.skipped == split.num_expressions
 
 
@@ -182,3 +183,63 @@ def test_tp_file_missing_expressions_are_one_error_naming_them(tiny_split, tmp_p
     assert "'tp' in [0, 1]" in capsys.readouterr().err
     with pytest.raises(ValueError, match="keys="):
         TpFileSampler(tp_file).choose(np.zeros((4, 8, 8, 3), np.uint8), ["the cat"])
+
+
+def test_model_options_are_visa_infers_and_tp_file_excludes_sampler(tiny_split, tmp_path, capsys):
+    import argparse
+
+    from visa_lib.predict import add_arguments, pipeline_spec
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    base = ["revos", "--data-root", str(tiny_split), "--out", str(tmp_path / "p")]
+    (tmp_path / "clip").mkdir()  # the paths are checked before any model loads
+    (tmp_path / "XMem.pth").write_bytes(b"")
+    (tmp_path / "sam.pth").write_bytes(b"")
+    args = parser.parse_args(
+        [
+            *base,
+            "--config",
+            "chatunivi-7b",
+            "--clip-weights",
+            str(tmp_path / "clip"),
+            "--xmem-weights",
+            str(tmp_path / "XMem.pth"),
+            "--sam-weights",
+            str(tmp_path / "sam.pth"),
+            "--dtype",
+            "bfloat16",
+            "--load-in-4bit",
+        ]
+    )
+    spec = pipeline_spec(args)
+    assert spec["name"] == "chatunivi-7b" and spec["sampler"] == "toy"
+    assert spec["xmem_weights"].name == "XMem.pth" and spec["sam_weights"].name == "sam.pth"
+    assert spec["clip_weights"].name == "clip" and spec["dtype"] == "bfloat16" and spec["load_in_4bit"]
+    assert pipeline_spec(parser.parse_args([*base, "--tp-file", "f.json"]))["sampler"] == "tpfile:f.json"
+    assert visa(["predict", *base, "--tp-file", "f.json", "--sampler", "uniform"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert visa(["predict", *base, "--xmem-weights", str(tmp_path / "missing.pth")]) == 2
+    assert "--xmem-weights" in capsys.readouterr().err
+
+
+def test_a_pipeline_the_workers_cannot_build_is_one_error_not_a_hang(tiny_split, tmp_path, capsys):
+    """On the full rung the toy sampler is refused inside each worker; the refusal reaches the caller."""
+    split = load_queries("revos", tiny_split, "valid")
+    with pytest.raises(ValueError, match="toy frame sampler"):
+        predict_split(
+            split, tmp_path / "p", pipeline_spec={"name": "chatunivi-7b"}, workers=2, progress=False
+        )
+    args = ["predict", "revos", "--data-root", str(tiny_split), "--out", str(tmp_path / "p")]
+    assert visa([*args, "--config", "chatunivi-7b", "--workers", "2", "--quiet"]) == 2
+    assert "--sampler" in capsys.readouterr().err
+
+
+def test_read_predictions_gives_back_what_was_written(tmp_path):
+    from visa_lib.evaluate import PredictionError, read_predictions, write_predictions
+
+    masks = np.random.default_rng(0).random((3, 6, 7)) > 0.5
+    write_predictions(tmp_path, "src/video", "4", ["a", "b", "c"], masks)
+    np.testing.assert_array_equal(read_predictions(tmp_path, "src/video", "4", ["a", "b", "c"]), masks)
+    with pytest.raises(PredictionError, match="missing frame"):
+        read_predictions(tmp_path, "src/video", "4", ["a", "z"])

@@ -1,4 +1,4 @@
-"""The VISA conversation strings (reference/visa_facts.md §2.1), checked character by character."""
+"""The VISA conversation strings (docs/prompt.md), checked character by character."""
 
 import pytest
 

@@ -1,6 +1,7 @@
 """Smoke runs of the scripts that rebuild the shipped toy VISA weights and its ceiling (a few steps each)."""
 
 import importlib.util
+import sys
 
 import pytest
 
@@ -12,6 +13,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def load_script(name: str):
     spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses defined in the script look their module up
     spec.loader.exec_module(module)
     return module
 
@@ -49,3 +51,45 @@ def test_oracle_class_prompts_scores_valid_and_train(tmp_path):
     result = load_script("oracle_class_prompts").main(["--train-videos", "1", "--steps", "2"])
     assert result["valid_iou"]["items"] == 95  # every valid expression with a target
     assert 0 <= result["valid_iou"]["all"] <= 1 and 0 <= result["train_iou"]["all"] <= 1
+
+
+@pytest.fixture(scope="module")
+def one_video_split(tmp_path_factory):
+    """A freshly generated ReasonVOS-lite split of one short video (seed never used for training)."""
+    from visa_lib.data.reasonvos_lite import generate_split
+
+    root = tmp_path_factory.mktemp("one_video")
+    generate_split(root, "valid", seed=123, num_videos=1, frames_min=12, frames_max=12, progress=False)
+    return root
+
+
+def test_toy_report_decomposes_the_pipeline(one_video_split, tmp_path):
+    table = load_script("toy_report").main(["--data-root", str(one_video_split), "--out", str(tmp_path)])
+    assert list(table) == ["tfs:visa", "oracle:visa", "tfs:gt", "oracle:gt"]
+    assert table["oracle:gt"]["target_frame_iou"] == 1.0  # the ground-truth rows decode nothing
+    assert table["tfs:gt"]["target_frame_iou"] == 1.0
+    for row in table.values():
+        assert 0 <= row["overall"] <= 100 and 0 <= row["target_frame_iou"] <= 1
+    # ground truth on the frame where the target is largest, carried by XMem, beats no mask at all
+    assert table["oracle:gt"]["overall"] > 30
+
+
+def test_toy_ablations_scores_every_row_of_table_5(one_video_split, tmp_path):
+    table = load_script("toy_ablations").main(["--data-root", str(one_video_split), "--out", str(tmp_path)])
+    assert len(table) == 8 and "first_0" in table and "tfs_12_global_local" in table
+    assert all(0 <= row["overall"] <= 100 for row in table.values())
+
+
+def test_train_toy_sam_label_map_lines_up_with_sam_input():
+    import numpy as np
+
+    script = load_script("train_toy_sam")
+    masks = np.zeros((2, 240, 320), dtype=bool)
+    masks[0, :120, :160] = True  # top-left quarter of the frame
+    masks[1, 200:, 280:] = True  # bottom-right corner
+    labels = script.label_map(masks, ["cat", "red square"], resized=(192, 256), size=64).numpy()
+    background = len(script.DESCRIPTIONS)
+    assert labels.shape == (64, 64)
+    assert (labels[48:] == -1).all()  # padding rows of the 256-square input are ignored
+    assert labels[5, 5] == script.DESCRIPTIONS.index("cat") and labels[30, 40] == background
+    assert labels[47, 63] == script.DESCRIPTIONS.index("red square")

@@ -59,3 +59,46 @@ def test_shrink_keeps_every_second_pixel_of_frames_and_masks():
     small_frame, small_mask = shrink([frame, mask])
     assert small_frame.shape == (2, 3, 3) and (small_frame == frame[::2, ::2]).all()
     assert small_mask.shape == (2, 3) and small_mask[1, 2]
+
+
+def test_wide_outline_on_large_frames():
+    from visa_lib.viz import OUTLINE_WIDTH
+
+    frame = np.zeros((80, 80, 3), np.uint8)
+    mask = np.zeros((80, 80), bool)
+    mask[10:70, 10:70] = True
+    drawn = (overlay(frame, mask, alpha=0.0) != 0).any(axis=2)
+    assert (
+        drawn[10, 10 : 10 + 60].all()
+        and drawn[10 + OUTLINE_WIDTH - 1, 40]
+        and not drawn[10 + OUTLINE_WIDTH, 40]
+    )
+    assert not drawn[40, 40] and not drawn[5, 5]
+
+
+def test_show_helpers_draw_fill_outline_points_and_box():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from visa_lib.viz import NEGATIVE, POSITIVE, hex_colour, show_box, show_image, show_mask, show_points
+
+    frame = np.zeros((40, 50, 3), np.uint8)
+    mask = np.zeros((40, 50), bool)
+    mask[10:30, 5:25] = True
+    fig, ax = plt.subplots()
+    show_image(frame, ax, title="t")
+    show_mask(mask, ax, index=1)
+    show_points(np.array([[3, 4], [10, 12]]), np.array([1, 0]), ax)
+    show_box((5, 10, 25, 30), ax, index=2)
+    fill = ax.images[1].get_array()
+    assert fill.shape == (40, 50, 4)
+    assert np.allclose(fill[15, 10, :3], colour(1) / 255) and fill[15, 10, 3] > 0 and fill[0, 0, 3] == 0
+    assert len(ax.collections) == 3  # the outline contour and the two point sets
+    faces = [matplotlib.colors.to_hex(c.get_facecolor()[0]) for c in ax.collections[1:]]
+    assert faces == [POSITIVE.lower(), NEGATIVE.lower()]
+    box = ax.patches[0]
+    assert box.get_width() == 20 and matplotlib.colors.to_hex(box.get_edgecolor()) == hex_colour(2)
+    assert ax.get_title() == "t" and not ax.get_xticks().size
+    plt.close(fig)

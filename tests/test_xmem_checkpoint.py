@@ -8,7 +8,7 @@ import torch
 from visa_lib.xmem import XMem, XMemConfig
 from visa_lib.xmem.checkpoint import read_state_dict
 
-# (key, shape) pairs copied from the reference key table of XMem.pth (xmem_davis_facts.md A.2).
+# (key, shape) pairs of the official XMem.pth, as XMem's model/network.py builds it (docs/xmem.md).
 REFERENCE_SHAPES = {
     "key_encoder.conv1.weight": (64, 3, 7, 7),
     "key_encoder.res2.0.downsample.0.weight": (256, 64, 1, 1),

@@ -40,7 +40,9 @@ def _figure(results: dict, split, pred_root: Path, path: Path) -> Path:
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    from visa_lib.viz import overlay
+    from visa_lib.viz import apply_style, show_image, show_mask
+
+    apply_style()
 
     subsets = ("referring", "reasoning", "overall", "no_target")
     names = list(results)
@@ -52,11 +54,11 @@ def _figure(results: dict, split, pred_root: Path, path: Path) -> Path:
         summary = results[name].summary()
         values = [summary[s]["J&F"] or 0.0 for s in subsets]
         bars = ax.bar(np.arange(len(subsets)) + i * width, values, width, label=name)
-        ax.bar_label(bars, fmt="%.0f", fontsize=7)
+        ax.bar_label(bars, fmt="%.0f")
     ax.set_xticks(np.arange(len(subsets)) + width * (len(names) - 1) / 2, subsets)
     ax.set_ylabel("J&F (0-100)")
     ax.set_ylim(0, 110)
-    ax.legend(fontsize=8, ncol=len(names), loc="upper left")
+    ax.legend(ncol=len(names), loc="upper left")
     ax.set_title(
         f"ReasonVOS-lite {split.split}: toy VISA and simple predictors "
         "(random_object and gt_middle_frame_copied are given GT masks)"
@@ -74,13 +76,12 @@ def _figure(results: dict, split, pred_root: Path, path: Path) -> Path:
         panels.append((name, np.asarray(Image.open(png)) > 0))
     for i, (title, mask) in enumerate(panels):
         ax = fig.add_subplot(grid[1, i])
-        ax.imshow(overlay(frame, mask))
-        ax.set_title(title, fontsize=8)
-        ax.axis("off")
-    fig.suptitle(f'"{exp.text}"  ({video}, frame {t})', y=0.02, fontsize=9)
+        show_image(frame, ax, title)
+        show_mask(mask, ax)
+    fig.suptitle(f'"{exp.text}"  ({video}, frame {t})', y=0.02)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
+    fig.savefig(path)
     plt.close(fig)
     return path
 

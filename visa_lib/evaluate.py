@@ -1,6 +1,6 @@
 """Dataset-level evaluation: ReVOS (J, F, A, R), MeViS and Ref-DAVIS17 (J, F), VISA's aggregation rules.
 
-Per expression (reference/visa_facts.md §6.1-6.2): every metric is the mean over ALL frames of the
+Per expression (docs/evaluation.md): every metric is the mean over ALL frames of the
 video, x100 and rounded to 2 decimals, and ``J&F = (J + F) / 2``. ReVOS subsets: ``referring``
 (``type_id`` 0), ``reasoning`` (1) and ``no_target`` (2, which VISA leaves out of every summary; we
 report it on its own). **overall = mean(referring, reasoning)** for every metric, not the mean over all
@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -46,6 +47,11 @@ FRAME_CHUNK = 32
 MODES = ("visa", "binary")
 REVOS_METRICS = ("J", "F", "A", "R")
 RVOS_METRICS = ("J", "F")
+#: VISA's ReVOS validation J&F as its paper reports them (Table 1; later papers quote the same values).
+VISA_PUBLISHED_REVOS = {
+    "VISA-7B": {"referring": 50.9, "reasoning": 43.0, "overall": 46.9},
+    "VISA-13B": {"referring": 57.4, "reasoning": 44.3, "overall": 50.9},
+}
 
 
 class Failure(NamedTuple):
@@ -255,20 +261,97 @@ def _check_mode(mode: str) -> None:
 
 
 def _frame_scores(
-    pred: np.ndarray, gt: np.ndarray, fg: np.ndarray | None, names: Sequence[str], mode: str
+    pred: np.ndarray,
+    gt: np.ndarray,
+    fg: np.ndarray | None,
+    names: Sequence[str],
+    mode: str,
+    frame_shape: tuple[int, int],
 ) -> dict[str, np.ndarray]:
-    """Per-frame metric values for a chunk ``[t, H, W]``."""
-    # J and F binarise with != 0 anyway; doing it once here saves two full passes over the chunk.
+    """Per-frame metric values of a chunk from crops ``[t, h, w]`` of frames of ``frame_shape`` ``(H, W)``.
+
+    The three crops cover the same box, made by :func:`_scoring_box`: outside it prediction, ground
+    truth and foreground are all 0, so J's counts, R's sums and F's boundary maps are the whole frame's,
+    and A adds the agreeing pixels left out (``frame_pixels``).
+    """
+    radius = metrics.boundary_radius(frame_shape)  # of the whole frame, not of the crop
+    # J and F binarise with != 0 anyway; doing it once here saves two passes over the chunk.
     pred_b, gt_b = pred != 0, gt != 0
     out = {
         "J": np.atleast_1d(metrics.jaccard(pred_b, gt_b)),
-        "F": np.atleast_1d(metrics.f_measure(pred_b, gt_b)),
+        "F": np.atleast_1d(metrics.f_measure(pred_b, gt_b, bound_th=radius)),
     }
     if "A" in names:
-        out["A"] = np.atleast_1d(metrics.accuracy(pred, gt, mode=mode))
+        frame_pixels = frame_shape[0] * frame_shape[1]
+        out["A"] = np.atleast_1d(metrics.accuracy(pred, gt, mode=mode, frame_pixels=frame_pixels))
     if "R" in names:
         out["R"] = np.atleast_1d(metrics.robustness(pred, gt, fg, mode=mode))
     return out
+
+
+#: ``(top, left, bottom, right)`` with exclusive ends.
+_Corners = tuple[int, int, int, int]
+
+
+def _mask_box(stack: np.ndarray) -> _Corners | None:
+    """Box of the nonzero pixels of a uint8 ``[t, H, W]`` stack (``None``: all zero)."""
+    top, left, bottom, right = stack.shape[1], stack.shape[2], 0, 0
+    for frame in stack:
+        x, y, w, h = cv2.boundingRect(frame)
+        if w:
+            top, left, bottom, right = min(top, y), min(left, x), max(bottom, y + h), max(right, x + w)
+    return (top, left, bottom, right) if bottom else None
+
+
+def _scoring_box(frame_shape: tuple[int, int], *boxes: _Corners | None) -> _Corners:
+    """The union of ``boxes`` grown by one pixel on each side and clamped to the frame.
+
+    F's boundary map marks a background pixel next to the mask, and the zero ring keeps the crop's own
+    edges from adding boundaries. No box at all -> the 1x1 box at the origin (every metric is then
+    decided by the pixels left out, which agree).
+    """
+    boxes = tuple(b for b in boxes if b is not None)
+    if not boxes:
+        return 0, 0, 1, 1
+    height, width = frame_shape
+    return (max(min(b[0] for b in boxes) - 1, 0), max(min(b[1] for b in boxes) - 1, 0),
+            min(max(b[2] for b in boxes) + 1, height), min(max(b[3] for b in boxes) + 1, width))
+
+
+def _slices(box: _Corners) -> tuple[slice, slice]:
+    return slice(box[0], box[2]), slice(box[1], box[3])
+
+
+def _widen(crop: np.ndarray, box: _Corners, wider: _Corners) -> np.ndarray:
+    """A crop ``[t, h, w]`` of ``box`` as a crop of ``wider`` (which contains ``box``), zeros around it."""
+    if box == wider:
+        return crop
+    out = np.zeros((crop.shape[0], wider[2] - wider[0], wider[3] - wider[1]), crop.dtype)
+    out[:, box[0] - wider[0]:box[2] - wider[0], box[1] - wider[1]:box[3] - wider[1]] = crop
+    return out
+
+
+class _ChunkTruth:
+    """Ground truth and foreground of one video's chunk, decoded once for all its expressions, inside the
+    box of the video's objects and foreground (read from the RLEs, see ``RevosSplit.object_box``)."""
+
+    def __init__(self, split: RevosSplit, video: str, chunk: slice, with_foreground: bool) -> None:
+        meta = split.videos[video]
+        self.split, self.video, self.chunk = split, video, chunk
+        self.frame_shape = (meta.height, meta.width)
+        self.objects = split.object_box(video, chunk)
+        self.box = _scoring_box(self.frame_shape, self.objects)
+        self.decoded: dict[int, np.ndarray] = {}  # each object decoded once, for every expression
+        self.fg = split.foreground_masks(video, chunk, _slices(self.box)) if with_foreground else None
+
+    def scores(self, exp_id: str, pred: np.ndarray, names: Sequence[str], mode: str) -> dict[str, np.ndarray]:
+        """Per-frame values of one expression's prediction ``uint8 [t, H, W]`` on this chunk."""
+        box = _scoring_box(self.frame_shape, self.objects, _mask_box(pred))
+        gt = self.split.gt_masks(self.video, exp_id, self.chunk, self.decoded, _slices(self.box))
+        fg = _widen(self.fg, self.box, box) if self.fg is not None else None
+        gt = _widen(gt, self.box, box)
+        rows, cols = _slices(box)
+        return _frame_scores(pred[:, rows, cols], gt, fg, names, mode, self.frame_shape)
 
 
 def _expression_values(sums: dict[str, float], num_frames: int) -> dict[str, float]:
@@ -336,9 +419,9 @@ def _score_video(
 ) -> list[ExpressionScore]:
     """Score every expression of one video, chunk by chunk.
 
-    The video's foreground is decoded once per chunk and shared by its expressions. An expression in
-    ``failed`` (reason known up front), or whose reader raises, scores 0 with the reason recorded (any
-    exception counts, as in VISA, but it is never silent).
+    The ground truth and foreground are decoded once per chunk (:class:`_ChunkTruth`) and shared by its
+    expressions. An expression in ``failed`` (reason known up front), or whose reader raises, scores 0
+    with the reason recorded (any exception counts, as in VISA, but it is never silent).
 
     Args:
         split: the loaded split.
@@ -359,13 +442,11 @@ def _score_video(
         if not alive:
             break
         chunk = slice(start, min(start + FRAME_CHUNK, len(meta.frames)))
-        fg = split.foreground_masks(video, chunk) if "R" in names else None
-        decoded: dict[int, np.ndarray] = {}  # each object decoded once per chunk, for every expression
+        truth = _ChunkTruth(split, video, chunk, with_foreground="R" in names)
         for exp_id in alive:
             try:
                 pred = readers[exp_id](chunk, meta.frames[chunk])
-                gt = split.gt_masks(video, exp_id, chunk, decoded)
-                for name, per_frame in _frame_scores(pred, gt, fg, names, mode).items():
+                for name, per_frame in truth.scores(exp_id, pred, names, mode).items():
                     sums[exp_id][name] += float(np.sum(per_frame))
             except PredictionError as err:
                 failed[exp_id] = str(err)
@@ -630,6 +711,22 @@ def write_predictions(
     for frame, mask in zip(frames, masks, strict=True):
         write_mask_png(folder / f"{frame}.png", mask)
     return folder
+
+
+def read_predictions(pred_dir: str | Path, video: str, exp_id: str, frames: Sequence[str]) -> np.ndarray:
+    """One expression's masks back from ``pred_dir/<video>/<exp_id>/<frame>.png`` -> bool ``[T, H, W]``.
+
+    Raises:
+        PredictionError: a frame is missing, unreadable, or of another size than the first.
+    """
+    from PIL import Image
+
+    folder = Path(pred_dir) / video / str(exp_id)
+    first = folder / f"{frames[0]}.png"
+    if not first.is_file():
+        raise PredictionError(f"missing frame {first}")
+    width, height = Image.open(first).size
+    return _read_prediction(folder, frames, height, width) > 0
 
 
 def write_mask_png(path: str | Path, mask: np.ndarray) -> Path:

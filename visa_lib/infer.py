@@ -37,14 +37,8 @@ SUMMARY_FILE = "summary.json"
 PARTIAL_SUFFIX = ".partial"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--video", type=Path, required=True, help="a folder of frames or a video file")
-    parser.add_argument(
-        "--text", action="append", required=True, help="the query (repeat --text for several queries)"
-    )
-    parser.add_argument(
-        "--out", type=Path, default=OUTPUTS / "infer", help="output folder (default: %(default)s)"
-    )
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model options shared by ``visa infer`` and ``visa predict`` (read by :func:`pipeline_kwargs`)."""
     parser.add_argument("--config", default="toy", help="VISA config: toy, chatunivi-7b, chatunivi-13b")
     parser.add_argument(
         "--weights",
@@ -61,6 +55,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="default: bfloat16 for a checkpoint folder, else float32",
     )
     parser.add_argument("--load-in-4bit", action="store_true", help="4-bit LLM (GPU, bitsandbytes)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--video", type=Path, required=True, help="a folder of frames or a video file")
+    parser.add_argument(
+        "--text", action="append", required=True, help="the query (repeat --text for several queries)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=OUTPUTS / "infer", help="output folder (default: %(default)s)"
+    )
+    add_model_arguments(parser)
     parser.add_argument(
         "--sampler",
         default="toy",
@@ -149,7 +154,7 @@ def _check_weights(weights: str) -> Path | None:
     return path
 
 
-def _pipeline_kwargs(args: argparse.Namespace) -> dict:
+def pipeline_kwargs(args: argparse.Namespace) -> dict:
     """``build_pipeline`` keywords, the same names as the flags (``--clip-weights`` -> ``clip_weights``);
     every path is checked here, before any model loads."""
     from visa_lib.cli import CliError
@@ -287,7 +292,7 @@ def main(args: argparse.Namespace) -> int:
     overlay_format = "none" if args.no_gif else args.overlay
     # Every argument is checked before any model loads.
     device = check_device(args.device)
-    kwargs = _pipeline_kwargs(args)
+    kwargs = pipeline_kwargs(args)
     out = prepare_out(args.out)
     try:
         with warnings.catch_warnings(record=True) as caught:

@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 from skimage.morphology import disk
 
-__all__ = ["jaccard", "f_measure", "accuracy", "robustness", "to_visa_prediction"]
+__all__ = ["jaccard", "f_measure", "accuracy", "robustness", "to_visa_prediction", "boundary_radius"]
 
 #: Boundary tolerance of DAVIS and ReVOS: a fraction of the image diagonal (< 1) or pixels (>= 1).
 BOUND_TH = 0.008
@@ -126,6 +126,12 @@ def _radius(bound_th: float, shape: tuple[int, int]) -> int:
                              f"got {bound_th}")
         return int(bound_th)
     return int(np.ceil(bound_th * np.linalg.norm(shape)))
+
+
+def boundary_radius(shape: tuple[int, int], bound_th: float = BOUND_TH) -> int:
+    """F's matching radius in pixels for frames of ``shape`` ``(H, W)`` (pass it as ``bound_th`` to
+    :func:`f_measure` to score crops of such frames with the whole frame's tolerance)."""
+    return _radius(bound_th, shape)
 
 
 @lru_cache(maxsize=32)
@@ -338,13 +344,16 @@ def _visa_gt(gt: np.ndarray) -> np.ndarray:
     return gt.astype(np.uint8) if gt.dtype == bool else gt
 
 
-def accuracy(pred: np.ndarray, gt: np.ndarray, mode: str = "visa") -> float | np.ndarray:
+def accuracy(pred: np.ndarray, gt: np.ndarray, mode: str = "visa",
+             frame_pixels: int | None = None) -> float | np.ndarray:
     """Pixel accuracy A per frame: ``mean(gt == pred)``.
 
     Args:
         pred: prediction ``[H, W]`` or ``[T, H, W]``; in ``mode="visa"`` uint8 0/255 (see module docstring).
         gt: ground truth, same shape; in ``mode="visa"`` the uint8 0/1 sum over annotation ids.
         mode: ``"visa"`` (raw values, as VISA's evaluator) or ``"binary"`` (both binarised with ``!= 0``).
+        frame_pixels: pixels of the whole frame when ``pred`` and ``gt`` are crops of it holding every
+            nonzero pixel of both (the pixels left out are 0 in both, so they agree); ``None``: not crops.
     Returns:
         ``float`` for one frame, ``float64 [T]`` for a stack.
     """
@@ -354,7 +363,11 @@ def accuracy(pred: np.ndarray, gt: np.ndarray, mode: str = "visa") -> float | np
         p, g = _binary(p), _binary(g)
     else:
         g = _visa_gt(g)
-    return _out(_count(g == p) / (p.shape[1] * p.shape[2]), single)
+    area = p.shape[1] * p.shape[2]
+    outside = 0 if frame_pixels is None else frame_pixels - area
+    if outside < 0:
+        raise ValueError(f"frame_pixels={frame_pixels} is smaller than the crop ({area} pixels)")
+    return _out((_count(g == p) + outside) / (area + outside), single)
 
 
 def robustness(pred: np.ndarray, gt: np.ndarray, foreground: np.ndarray,

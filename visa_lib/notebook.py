@@ -1,9 +1,13 @@
-"""The first cell of every notebook: device cascade, seeds, and where things are.
+"""The first cell of every notebook: device cascade, seeds, figure style.
 
-Notebooks call :func:`setup` once, so device selection and seeding are written in one place::
+Notebooks call :func:`setup` once, so device selection, seeding and the look of figures are written
+in one place::
 
     from visa_lib.notebook import setup
     DEVICE = setup(seed=0)
+
+Run the notebooks locally with ``make lab`` (JupyterLab on the repository), or on Colab from the badge
+at the top of each notebook (its install cell runs only there).
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import random
 import sys
 
 import numpy as np
+
+from visa_lib.viz import FIGURE_DPI
 
 #: True when running inside Google Colab (the install cell of each notebook checks this).
 IN_COLAB = "google.colab" in sys.modules
@@ -40,20 +46,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-#: Resolution of notebook figures: low enough that committed notebooks stay small (< 1 MB).
-FIGURE_DPI = 60
-
-
 def setup(seed: int = 0, device: str | None = None, verbose: bool = True, figure_dpi: int = FIGURE_DPI):
-    """Pick the device, seed everything, set the figure resolution, print what was chosen.
+    """Pick the device, seed everything, set the figure style, print what was chosen.
 
-    ``VISA_DEVICE`` in the environment overrides the cascade (e.g. ``VISA_DEVICE=cpu``).
-    Returns the ``torch.device``.
+    The style (:func:`visa_lib.viz.apply_style`): ``figure_dpi`` dots per inch, fonts of 9 pt and more,
+    the colour-blind-safe palette as colour cycle. ``VISA_DEVICE`` in the environment overrides the
+    device cascade (e.g. ``VISA_DEVICE=cpu``). Returns the ``torch.device``.
     """
-    import matplotlib
     import torch
 
-    matplotlib.rcParams["figure.dpi"] = figure_dpi
+    from visa_lib.viz import apply_style
+
+    apply_style(dpi=figure_dpi)
 
     chosen = pick_device(device or os.environ.get("VISA_DEVICE"))
     seed_everything(seed)

@@ -19,3 +19,15 @@ TOY_WEIGHTS = DATA_SAMPLES / "weights"
 
 #: Where notebooks and the demo write their results. Override with ``VISA_OUTPUTS``.
 OUTPUTS = Path(os.environ.get("VISA_OUTPUTS", REPO_ROOT / "outputs"))
+
+
+def display_path(path: str | Path) -> str:
+    """``path`` as printed in notebooks and logs: relative to the repository when inside it.
+
+    Keeps machine-specific folders (``/home/...``, ``/content/...``) out of saved notebook outputs.
+    """
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(REPO_ROOT).as_posix() or "."
+    except ValueError:
+        return str(path)

@@ -1,6 +1,6 @@
 """VISA end to end on one video: frame sampler -> VISA on the target frame -> XMem both ways.
 
-This is VISA's inference (reference/visa_facts.md §6.4, §7, §8), one expression at a time:
+This is VISA's inference (docs/pipeline.md), one expression at a time:
 
 1. **TFS**: the frame sampler answers "which percentage mark of the video should I check?" K = 10
    times; the mean of the parsed answers is ``tp`` and the target frame is ``int(N * tp)``

@@ -2,7 +2,7 @@
 
     visa predict revos   --data-root ReVOS      --split valid   --out pred/revos      # toy rung, all cores
     visa predict revos   --data-root ReVOS      --split valid   --out pred/revos \\
-        --config chatunivi-7b --weights VISA_DIR --clip-weights CLIP --xmem-checkpoint XMem.pth \\
+        --config chatunivi-7b --weights VISA_DIR --clip-weights CLIP --xmem-weights XMem.pth \\
         --tp-file meta_expressions_valid__llamavid.json --device cuda
     accelerate launch -m visa_lib.cli predict mevis --data-root MeViS --split valid_u --out pred/mevis ...
 
@@ -193,10 +193,16 @@ def _init_worker(split, pipeline_spec: dict, pred_dir: Path, resume: bool) -> No
     from visa_lib.pipeline import build_pipeline
 
     torch.set_num_threads(1)  # one process per core: each runs single-threaded
-    _WORKER.update(split=split, pipeline=build_pipeline(**pipeline_spec), pred_dir=pred_dir, resume=resume)
+    _WORKER.update(split=split, pred_dir=pred_dir, resume=resume)
+    try:
+        _WORKER["pipeline"] = build_pipeline(**pipeline_spec)
+    except Exception as err:  # raised from the first task: a failing initializer makes Pool respawn forever
+        _WORKER["error"] = err
 
 
 def _worker_task(video: str) -> tuple[str, int, str | None]:
+    if "error" in _WORKER:
+        raise _WORKER["error"]
     return _run_video(_WORKER["split"], video, _WORKER["pipeline"], _WORKER["pred_dir"], _WORKER["resume"])
 
 
@@ -268,18 +274,6 @@ def predict_split(
         raise ValueError(f"predict_split: workers must be >= 1, got {workers}")
     if pipeline is not None and workers > 1:
         raise ValueError("predict_split: several workers build their own pipeline; pass pipeline_spec=")
-    if pipeline is None and workers == 1:
-        pipeline = build_pipeline(**spec)
-    if pipeline is not None:
-        sampler = pipeline.sampler
-    else:  # the workers build their own pipelines; the parent only needs the sampler's coverage check
-        from visa_lib.tfs import build_frame_sampler
-
-        choice = spec.get("sampler", "toy")
-        sampler = build_frame_sampler(choice, seed=spec.get("seed", 0)) if isinstance(choice, str) else choice
-    if sampler is not None:  # e.g. a --tp-file that lacks some expressions: one error naming them
-        sampler.check_queries([f"{v}/{e}" for v in names for e in split.videos[v].expressions])
-
     pred_dir.mkdir(parents=True, exist_ok=True)
     report = PredictReport(pred_dir)
     todo = []
@@ -290,6 +284,19 @@ def predict_split(
         if pending != 0:
             todo.append(video)
     workers = min(workers, max(len(todo), 1))
+    if todo and pipeline is None and workers == 1:  # a model is loaded only when something is left to do
+        pipeline = build_pipeline(**spec)
+    if pipeline is not None:
+        sampler = pipeline.sampler
+    elif todo:  # the workers build their own pipelines; the parent only needs the sampler's coverage check
+        from visa_lib.tfs import build_frame_sampler
+
+        choice = spec.get("sampler", "toy")
+        sampler = build_frame_sampler(choice, seed=spec.get("seed", 0)) if isinstance(choice, str) else choice
+    else:
+        sampler = None
+    if sampler is not None:  # e.g. a --tp-file that lacks some expressions: one error naming them
+        sampler.check_queries([f"{v}/{e}" for v in todo for e in split.videos[v].expressions])
     pool = None
     if workers > 1:  # spawn: a clean interpreter per worker (forking a process that ran torch can hang)
         pool = mp.get_context("spawn").Pool(workers, _init_worker, (split, spec, pred_dir, resume))
@@ -340,21 +347,16 @@ def predict_split(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from visa_lib.infer import add_model_arguments
+
     parser.add_argument("dataset", choices=tuple(DATASETS), help="benchmark layout (as visa eval)")
     parser.add_argument("--data-root", type=Path, required=True, help="dataset folder")
     parser.add_argument("--split", help="split (default: revos valid, mevis valid_u, davis17 valid)")
     parser.add_argument("--out", type=Path, required=True, help="prediction folder (PRED for visa eval)")
-    parser.add_argument("--config", default="toy", help="VISA config: toy, chatunivi-7b, chatunivi-13b")
-    parser.add_argument(
-        "--weights", default="toy", help="'toy', a .safetensors file, or a merged VISA checkpoint folder"
-    )
-    parser.add_argument("--clip-weights", type=Path, help="CLIP ViT-L/14 folder (full rung)")
-    parser.add_argument("--sam-checkpoint", type=Path, help="SAM .pth (full rung from a Chat-UniVi folder)")
-    parser.add_argument("--xmem-checkpoint", type=Path, help="official XMem.pth (default: the toy XMem)")
+    add_model_arguments(parser)
     parser.add_argument(
         "--sampler",
-        default="toy",
-        help="frame sampler: toy, uniform, first_frame, hf:<model id or folder> (default: %(default)s)",
+        help="frame sampler: toy (default), uniform, first_frame, hf:<model id or folder>",
     )
     parser.add_argument(
         "--tp-file", type=Path, help="take each expression's tp from VISA's meta_expressions_*__llamavid.json"
@@ -370,32 +372,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def pipeline_spec(args: argparse.Namespace) -> dict:
-    """``build_pipeline`` keyword arguments from the model options."""
+    """``build_pipeline`` keyword arguments from the model options (the same as ``visa infer``'s)."""
     from visa_lib.cli import CliError
+    from visa_lib.infer import pipeline_kwargs
 
-    if args.tp_file is not None and args.sampler not in ("toy", f"tpfile:{args.tp_file}"):
-        raise CliError("--tp-file replaces the sampler; do not also give --sampler")
-    spec: dict = {
-        "name": args.config,
-        "sampler": f"tpfile:{args.tp_file}" if args.tp_file is not None else args.sampler,
-        "device": args.device,
-        "seed": args.seed,
-    }
-    if args.weights != "toy":
-        weights = Path(args.weights)
-        if not weights.exists():
-            raise CliError(
-                f"--weights {weights}: no such file or folder (give 'toy', a .safetensors or a folder)"
-            )
-        spec["checkpoint" if weights.is_dir() else "weights"] = weights
-    for option, key in (
-        ("clip_weights", "vision_weights"),
-        ("sam_checkpoint", "sam_checkpoint"),
-        ("xmem_checkpoint", "xmem_checkpoint"),
-    ):
-        if getattr(args, option) is not None:
-            spec[key] = getattr(args, option)
-    return spec
+    if args.tp_file is not None and args.sampler is not None:
+        raise CliError("--tp-file replaces the frame sampler; give --tp-file or --sampler, not both")
+    sampler = f"tpfile:{args.tp_file}" if args.tp_file is not None else (args.sampler or "toy")
+    spec = {"name": args.config, "sampler": sampler, "device": args.device, "seed": args.seed}
+    return {**spec, **pipeline_kwargs(args)}
 
 
 def main(args: argparse.Namespace) -> int:
@@ -420,7 +405,7 @@ def main(args: argparse.Namespace) -> int:
             resume=not args.overwrite,
             progress=not args.quiet,
         )
-    except (ValueError, KeyError) as err:
+    except (ValueError, KeyError, FileNotFoundError, ImportError) as err:
         raise CliError(str(err)) from None
     state = _distributed_state()
     if state is None or state.is_main_process:

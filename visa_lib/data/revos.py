@@ -1,6 +1,6 @@
 """The ReVOS dataset format: reader (with validation), writer, and ground-truth decoding.
 
-A ReVOS root holds (reference/visa_facts.md §5.1)::
+A ReVOS root holds (docs/datasets.md)::
 
     JPEGImages/<video>/<frame>.jpg        video names may contain "/" (e.g. "TAO/abc") -> nested folders
     meta_expressions_<split>_.json        {"videos": {video: {"frames", "expressions", "height", "width"}}}
@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from visa_lib.data.rle import RLE, decode_rles, encode_rle, encode_video_rle, rle_pixel_counts
+from visa_lib.data.rle import RLE, Box, decode_rles, encode_rle, encode_video_rle, rle_box, rle_pixel_counts
+from visa_lib.paths import display_path
 
 #: Subset names of ``type_id`` 0, 1 and 2 (the last one is excluded from VISA's summaries).
 TYPE_NAMES = {0: "referring", 1: "reasoning", 2: "no_target"}
@@ -312,7 +313,7 @@ class RevosSplit:
 
     def __repr__(self) -> str:
         return (
-            f"RevosSplit(root={str(self.root)!r}, split={self.split!r}, videos={len(self.videos)}, "
+            f"RevosSplit(root={display_path(self.root)!r}, split={self.split!r}, videos={len(self.videos)}, "
             f"expressions={self.num_expressions})"
         )
 
@@ -371,8 +372,27 @@ class RevosSplit:
                 f"unpack the JPEG frames into {self.frame_root}"
             )
 
-    def _decode(self, rles: Sequence[RLE | None], video: VideoMeta, frames: slice) -> np.ndarray:
-        return decode_rles(rles[frames], (video.height, video.width))
+    def _decode(
+        self, rles: Sequence[RLE | None], video: VideoMeta, frames: slice, box: Box | None = None
+    ) -> np.ndarray:
+        return decode_rles(rles[frames], (video.height, video.width), box)
+
+    def _shape(self, meta: VideoMeta, frames: slice, box: Box | None) -> tuple[int, int, int]:
+        """``(T, H, W)`` of ``frames``, or of the ``box`` crop of them."""
+        rows, cols = box if box is not None else (slice(0, meta.height), slice(0, meta.width))
+        return (len(range(*frames.indices(len(meta.frames)))), len(range(*rows.indices(meta.height))),
+                len(range(*cols.indices(meta.width))))
+
+    def object_box(self, video: str, frames: slice | None = None) -> tuple[int, int, int, int] | None:
+        """``(top, left, bottom, right)`` of a box holding every pixel of the video's objects and foreground
+        in ``frames``, read from the RLEs without decoding them (see :func:`rle_box`); ``None``: all empty."""
+        meta = self._video(video)
+        frames = frames if frames is not None else slice(None)
+        rles = [r for a in sorted({a for e in meta.expressions.values() for a in e.anno_ids})
+                for r in self.mask_dict[str(a)][frames]]
+        if self.foreground is not None and video in self.foreground:
+            rles += self.foreground[video]["masks_rle"][frames]
+        return rle_box(rles)
 
     def gt_masks(
         self,
@@ -380,6 +400,7 @@ class RevosSplit:
         exp_id: str,
         frames: slice | None = None,
         decoded: dict[int, np.ndarray] | None = None,
+        box: Box | None = None,
     ) -> np.ndarray:
         """Ground truth of one expression as VISA's evaluator builds it.
 
@@ -389,6 +410,7 @@ class RevosSplit:
             frames: optional slice of frame indices (to bound memory on long videos).
             decoded: ``{anno_id: uint8 [T, H, W]}`` of these frames, filled and reused (the evaluator
                 shares it between the expressions of a video that refer to the same objects).
+            box: only this crop of each frame (``decoded`` must then hold crops of the same box).
 
         Returns:
             ``uint8 [T, H, W]``: the SUM over the expression's ``anno_id`` masks (0/1 each), so overlapping
@@ -398,34 +420,32 @@ class RevosSplit:
         if exp_id not in meta.expressions:
             raise KeyError(f"{self.meta_path}: video '{video}' has no expression '{exp_id}'")
         frames = frames if frames is not None else slice(None)
-        count = len(range(*frames.indices(len(meta.frames))))
-        total = np.zeros((count, meta.height, meta.width), dtype=np.uint8)
+        total = np.zeros(self._shape(meta, frames, box), dtype=np.uint8)
         for anno_id in meta.expressions[exp_id].anno_ids:
             if decoded is None:
-                total += self._decode(self.mask_dict[str(anno_id)], meta, frames)
+                total += self._decode(self.mask_dict[str(anno_id)], meta, frames, box)
                 continue
             if anno_id not in decoded:
-                decoded[anno_id] = self._decode(self.mask_dict[str(anno_id)], meta, frames)
+                decoded[anno_id] = self._decode(self.mask_dict[str(anno_id)], meta, frames, box)
             total += decoded[anno_id]
         return total
 
-    def foreground_masks(self, video: str, frames: slice | None = None) -> np.ndarray:
+    def foreground_masks(self, video: str, frames: slice | None = None, box: Box | None = None) -> np.ndarray:
         """Foreground of a video (union of every object any of its expressions refers to).
 
         Read from ``mask_dict_foreground.json`` when present, otherwise computed from ``mask_dict.json``
         the same way (``tools/generate_foreground_mask.py``).
 
         Returns:
-            ``uint8 [T, H, W]`` with values 0/1.
+            ``uint8 [T, H, W]`` (or ``[T, h, w]`` of ``box``) with values 0/1.
         """
         meta = self._video(video)
         frames = frames if frames is not None else slice(None)
         if self.foreground is not None and video in self.foreground:
-            return self._decode(self.foreground[video]["masks_rle"], meta, frames)
-        count = len(range(*frames.indices(len(meta.frames))))
-        union = np.zeros((count, meta.height, meta.width), dtype=np.uint8)
+            return self._decode(self.foreground[video]["masks_rle"], meta, frames, box)
+        union = np.zeros(self._shape(meta, frames, box), dtype=np.uint8)
         for anno_id in sorted({a for e in meta.expressions.values() for a in e.anno_ids}):
-            union |= self._decode(self.mask_dict[str(anno_id)], meta, frames)
+            union |= self._decode(self.mask_dict[str(anno_id)], meta, frames, box)
         return union
 
 
@@ -499,7 +519,7 @@ def _check_video_name(name: str) -> None:
 
 
 def meta_to_json(videos: Iterable[VideoMeta], with_type: bool = True, with_size: bool = True) -> dict:
-    """The ``meta_expressions`` JSON object for ``videos`` (schema of reference/visa_facts.md §5.1)."""
+    """The ``meta_expressions`` JSON object for ``videos`` (schema in docs/datasets.md)."""
     out: dict[str, Any] = {}
     for video in videos:
         entry: dict[str, Any] = {"frames": list(video.frames), "expressions": {}}

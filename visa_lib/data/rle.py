@@ -76,18 +76,25 @@ def _compressed(rle: RLE) -> RLE:
     return rle
 
 
-def decode_rles(rles: Sequence[RLE | None], size: Sequence[int]) -> np.ndarray:
+#: Rows and columns of a crop of a frame: ``(slice(top, bottom), slice(left, right))``.
+Box = tuple[slice, slice]
+
+
+def decode_rles(rles: Sequence[RLE | None], size: Sequence[int], box: Box | None = None) -> np.ndarray:
     """Decode a list of RLEs (``None`` = empty frame) of one size in a single pycocotools call.
 
     Args:
         rles: ``T`` RLE dicts or ``None``; every RLE must have size ``size``.
         size: ``(H, W)``.
+        box: only return this crop of each frame (cheaper than the whole frame when it is small).
 
     Returns:
-        ``uint8`` array ``[T, H, W]`` with values 0 and 1.
+        ``uint8`` array ``[T, H, W]`` (or ``[T, h, w]`` of ``box``) with values 0 and 1.
     """
     height, width = int(size[0]), int(size[1])
-    out = np.zeros((len(rles), height, width), dtype=np.uint8)
+    rows, cols = box if box is not None else (slice(0, height), slice(0, width))
+    crop_shape = (len(range(*rows.indices(height))), len(range(*cols.indices(width))))
+    out = np.zeros((len(rles), *crop_shape), dtype=np.uint8)
     present = [i for i, rle in enumerate(rles) if rle is not None]
     if not present or height == 0 or width == 0:
         return out
@@ -101,8 +108,29 @@ def decode_rles(rles: Sequence[RLE | None], size: Sequence[int]) -> np.ndarray:
             # One frame at a time: pycocotools' batched decode is ~8x slower per frame. Its output is
             # Fortran-ordered [H, W], i.e. a C-ordered [W, H]; cv2.transpose turns it around at memory speed.
             decoded = _coco_mask.decode(_compressed(rles[i]))
-            cv2.transpose(decoded.T, dst=out[i])
+            if box is None:
+                cv2.transpose(decoded.T, dst=out[i])
+            else:
+                out[i] = decoded[rows, cols]  # a small crop: numpy's strided copy is cheap enough
     return out
+
+
+def rle_box(rles: Sequence[RLE | None]) -> tuple[int, int, int, int] | None:
+    """``(top, left, bottom, right)`` (exclusive ends) of a box holding every foreground pixel of ``rles``.
+
+    Read from the run lengths without decoding (pycocotools ``toBbox``; a run that wraps from one column
+    into the next widens the box to whole columns, so it may be larger than the tightest box, never
+    smaller). ``None`` when every RLE is empty or ``None``.
+    """
+    present = [_compressed(rle) for rle in rles if rle is not None]
+    if not present:
+        return None
+    boxes = np.asarray(_coco_mask.toBbox(present), np.int64).reshape(-1, 4)  # x, y, w, h
+    boxes = boxes[boxes[:, 2] > 0]
+    if not len(boxes):
+        return None
+    return (int(boxes[:, 1].min()), int(boxes[:, 0].min()),
+            int((boxes[:, 1] + boxes[:, 3]).max()), int((boxes[:, 0] + boxes[:, 2]).max()))
 
 
 def _parse_counts(counts: Sequence[str | bytes | list]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

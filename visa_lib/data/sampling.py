@@ -2,7 +2,7 @@
 
 A video of L frames cannot be fed whole to the multi-modal LLM (13 frames x 112 tokens already
 make ~1 500 visual tokens), so every sample is a handful of REFERENCE frames plus one TARGET frame
-whose mask SAM decodes (reference/visa_facts.md §2.2, §5.3, §5.4).
+whose mask SAM decodes (docs/pipeline.md).
 
 * Training (``utils/rvos_dataset.py``): T ~ U{8..12} reference frames, one drawn at random inside
   each of T equal segments of the video (``linspace(0, L, T + 1)``); the target frame is one of the
@@ -14,8 +14,8 @@ whose mask SAM decodes (reference/visa_facts.md §2.2, §5.3, §5.4).
   reference frames: **Global** (T_r frames spread uniformly over the whole video), **Local** (T_r
   consecutive frames around the target) and **Global-Local** (half local around the target, the
   other half spread uniformly over the rest of the video). The original repository only ships
-  the stride rule above; these three are written from the paper's description as summarised in
-  DESIGN.md, and are our reading of it.
+  the stride rule above; these three are written from the paper's description (docs/pipeline.md)
+  and are our reading of it.
 
 Every function that draws takes a ``numpy.random.Generator`` so results are reproducible.
 """

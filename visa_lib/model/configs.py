@@ -134,7 +134,7 @@ class VisaConfig:
         )
 
 
-# Chat-UniVi-7B / 13B are LLaMA/Vicuna-7B / 13B shaped (reference/visa_facts.md §1.4, §3.2).
+# Chat-UniVi-7B / 13B are LLaMA/Vicuna-7B / 13B shaped (docs/sam_and_seg_head.md, docs/merging.md).
 _LLAMA_7B = LlmDims(32000, 4096, 11008, 32, 32, 32, max_position_embeddings=4096, rms_norm_eps=1e-5)
 _LLAMA_13B = LlmDims(32000, 5120, 13824, 40, 40, 40, max_position_embeddings=4096, rms_norm_eps=1e-5)
 

@@ -1,6 +1,6 @@
 """The conversation VISA trains and evaluates on: templates, placeholders and ``build_prompt``.
 
-Every prompt string of the VISA stage lives here, in one place (reference/visa_facts.md §2.1).
+Every prompt string of the VISA stage lives here, in one place (docs/prompt.md).
 The conversation uses LLaVA's ``llava_v1`` template::
 
     {SYSTEM} USER: {question} ASSISTANT: {answer}</s>
@@ -147,7 +147,7 @@ def build_prompt(
     question_index: int = 0,
     answer_index: int = 0,
 ) -> str:
-    """The exact conversation VISA trains and evaluates on (reference/visa_facts.md §2.1).
+    """The exact conversation VISA trains and evaluates on (docs/prompt.md).
 
     Arguments:
       expression (str): the text query ("the red car", "which car will win?").

@@ -1,7 +1,7 @@
 """SAM glue: builders, pre/post-processing, decoding from a ``[SEG]`` embedding, strict checkpoint loading.
 
 VISA prompts SAM's mask decoder with one embedding per referring expression (the projected
-``[SEG]`` hidden state) instead of points or boxes (reference/visa_facts.md §1.5):
+``[SEG]`` hidden state) instead of points or boxes (docs/sam_and_seg_head.md):
 
 * sparse prompt = the embedding itself, ``[N, 1, D]`` (no positional encoding, no padding point);
 * dense prompt  = ``prompt_encoder.no_mask_embed`` broadcast to ``[N, D, h, w]``;
@@ -45,7 +45,7 @@ _SPEC_METADATA_KEY = "visa_lib.sam_spec"
 #: :func:`load_sam_state_dict` when ``prefix`` is not given.
 KNOWN_PREFIXES = (
     "",  # sam_vit_*.pth from Meta, our toy file
-    "model.visual_model.",  # merged VISA / LISA checkpoint (reference/visa_facts.md §4.2)
+    "model.visual_model.",  # merged VISA / LISA checkpoint (docs/checkpoints.md)
     "base_model.model.model.visual_model.",  # VISA before merging LoRA (PEFT wrapper)
     "visual_model.",
     "module.",  # saved from a DistributedDataParallel wrapper
@@ -334,7 +334,7 @@ def _as_uint8_frames(frames: np.ndarray | torch.Tensor, where: str) -> np.ndarra
 def preprocess_for_sam(
     frames: np.ndarray | torch.Tensor, img_size: int = 1024
 ) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Turn RGB frames into SAM's input exactly as VISA does (reference/visa_facts.md §5.5).
+    """Turn RGB frames into SAM's input exactly as VISA does (docs/sam_and_seg_head.md).
 
     Steps: ``ResizeLongestSide(S).apply_image`` (PIL bilinear resize to ``(h', w')``), then
     ``(x - mean) / std`` on 0-255 RGB, then zero padding on the right and bottom to ``S x S``.

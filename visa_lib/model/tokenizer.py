@@ -42,8 +42,8 @@ MODEL_MAX_LENGTH = 2048
 #: Either tokenizer of the package: the toy word-level one or LLaMA's sentencepiece one.
 AnyTokenizer = PreTrainedTokenizerFast | LlamaSentencePieceTokenizer
 
-# Questions other parts of the pipeline ask the toy LLM (the TFS frame sampler): the short form of
-# DESIGN.md and LLaMA-VID's client question and movie wrapper (reference/visa_facts.md §7).
+# Questions other parts of the pipeline ask the toy LLM (the TFS frame sampler): the paper's short form
+# and LLaMA-VID's client question and movie wrapper (docs/pipeline.md).
 _EXTRA_TEXTS: tuple[str, ...] = (
     "To find {query}, which percentage mark of the video should I check?",
     "If I want to find '{query}', which percentage mark of the video should I check? "

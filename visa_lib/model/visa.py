@@ -1,6 +1,6 @@
 """The VISA model: a causal LLM reading merged visual tokens, a ``[SEG]`` head, and SAM.
 
-Forward pass of one sample (one video clip, N expressions; reference/visa_facts.md §1-§2)::
+Forward pass of one sample (one video clip, N expressions; docs/prompt.md, docs/sam_and_seg_head.md)::
 
     frames uint8 [T+1,H,W,3] --vision tower--> [T+1,256,C] --spatial merge--> [T+1,112,C]
                              --projector--> [T+1,112,H]   (frozen up to here)

@@ -1,7 +1,7 @@
 """The TFS question, VISA's answer parsing, averaging into ``tp`` and the target frame.
 
 VISA asks a video LLM (LLaMA-VID) which part of the video to look at, K = 10 times with sampling,
-and turns the answers into one target frame (reference/visa_facts.md §7):
+and turns the answers into one target frame (docs/pipeline.md):
 
 1. Question (exact, one trailing "?" of the expression stripped; the 13 spaces after the newline
    come from a line continuation inside the original string literal)::

@@ -1,6 +1,6 @@
 """A LLaMA-VID-style video LLM that answers the TFS question, and its ``FrameSampler`` backend.
 
-LLaMA-VID represents every frame by TWO tokens (reference/visa_facts.md §7.2):
+LLaMA-VID represents every frame by TWO tokens (docs/pipeline.md):
 
 * a **context** token, text-conditioned: queries ``Q`` derived from the user's text attend over
   the frame's visual tokens ``X`` and the attended features are averaged over the queries,

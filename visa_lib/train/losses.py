@@ -1,4 +1,4 @@
-"""VISA's training loss (reference/visa_facts.md §1.6): ``1.0 CE + 2.0 BCE + 0.5 DICE``.
+"""VISA's training loss (docs/training_recipe.md): ``1.0 CE + 2.0 BCE + 0.5 DICE``.
 
 * CE: next-token cross-entropy on the answer tokens (computed by ``VisaModel.forward``).
 * BCE: per-mask binary cross-entropy with logits, **mean over pixels**, then averaged over masks.

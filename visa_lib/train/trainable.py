@@ -1,4 +1,4 @@
-"""Which parameters VISA trains (reference/visa_facts.md §4.1), as one function.
+"""Which parameters VISA trains (docs/training_recipe.md), as one function.
 
 Recipe (``mode="lora"``): LoRA (r 8, alpha 16, dropout 0.05) on every ``q_proj``/``v_proj`` of the
 LLM; ``embed_tokens`` and ``lm_head`` (they hold the new ``[SEG]`` row), SAM's mask decoder and the

@@ -226,7 +226,7 @@ def propagate(
     if not empty:
         runs = {"forward": [False], "backward": [True], "both": [False, True]}[direction]
         total = None if num_frames is None else sum(start + 1 if r else num_frames - start for r in runs)
-        with tqdm(total=total, desc=f"XMem {direction}", disable=not progress, leave=False) as bar:
+        with tqdm(total=total, desc=f"XMem {direction}", disable=not progress, leave=None) as bar:
             for reverse in runs:
                 for index, prob in track(frames, planes, start, tracker, reverse=reverse, size=size):
                     # The start frame comes out of both passes identically; keep the first.

@@ -1,0 +1,152 @@
+"""Where the pipeline's error comes from: the frame sampler, the mask on the target frame, or XMem.
+
+Four ways to run the pipeline on a ReVOS-format split (frame sampler -> mask on the target frame ->
+XMem both ways), each scored with VISA's ReVOS metrics:
+
+====================  ==========================================================================
+row                   target frame from / target-frame mask from
+====================  ==========================================================================
+``tfs:visa``          the pipeline's frame sampler / VISA: the real pipeline
+``oracle:visa``       the frame where the target is largest / VISA
+``tfs:gt``            the pipeline's frame sampler / the ground truth on that frame
+``oracle:gt``         the frame where the target is largest / the ground truth
+====================  ==========================================================================
+
+Comparing rows tells how much the sampler costs (``tfs`` vs ``oracle``), how much the mask on the
+target frame costs (``visa`` vs ``gt``) and how well XMem carries a perfect mask (``oracle:gt``). A
+no-target expression has no "largest" frame: its oracle frame is the sampler's. An empty mask on the
+target frame is "no target" in every frame, as in the pipeline. ``scripts/toy_report.py`` prints
+the table for the toy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from visa_lib.data.revos import RevosSplit
+from visa_lib.data.video import SplitVideoFrames
+from visa_lib.evaluate import evaluate_revos, write_predictions
+from visa_lib.pipeline import VisaPipeline, run_on_video
+from visa_lib.xmem.propagate import propagate
+
+#: Every row, in the order tables show them.
+ROWS = ("tfs:visa", "oracle:visa", "tfs:gt", "oracle:gt")
+#: "target frame from | target-frame mask from" of each row.
+ROW_NAMES = {
+    "tfs:visa": "frame sampler | VISA",
+    "oracle:visa": "largest-target frame | VISA",
+    "tfs:gt": "frame sampler | ground truth",
+    "oracle:gt": "largest-target frame | ground truth",
+}
+
+
+def largest_target_frame(split: RevosSplit, video: str, exp_id: str) -> int | None:
+    """Frame where the expression's target covers most pixels (None when it has no target)."""
+    areas = split.gt_masks(video, exp_id).reshape(len(split.videos[video].frames), -1).sum(1)
+    return int(areas.argmax()) if areas.max() > 0 else None
+
+
+def mask_iou(pred: np.ndarray, gt: np.ndarray) -> float:
+    """IoU of two bool masks; 1.0 when both are empty (a correct "no target")."""
+    union = np.logical_or(pred, gt).sum()
+    return 1.0 if union == 0 else float(np.logical_and(pred, gt).sum() / union)
+
+
+def write_decomposition(
+    split: RevosSplit,
+    pipeline: VisaPipeline,
+    out: str | Path,
+    rows: Sequence[str] = ROWS,
+    progress: bool = True,
+) -> dict[str, list[float]]:
+    """Write every row's prediction PNGs under ``out/<row>`` (ReVOS layout).
+
+    Returns:
+      dict[str, list[float]]: per row, the IoU of the target-frame mask of every expression.
+    """
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown:
+        raise ValueError(f"write_decomposition: unknown rows {unknown}; choose from {ROWS}")
+    out = Path(out)
+    ious: dict[str, list[float]] = {row: [] for row in rows}
+    total = sum(len(m.expressions) for m in split.videos.values())
+    bar = tqdm(total=total, desc="decomposition", unit="expr", disable=not progress)
+    for video, meta in split.videos.items():
+        exp_ids = list(meta.expressions)
+        if not exp_ids:
+            continue
+        frames = SplitVideoFrames(split, video)
+        texts = [meta.expressions[e].text for e in exp_ids]
+        tfs = run_on_video(frames, texts, pipeline, progress=False)  # the real pipeline
+        for k, exp_id in enumerate(exp_ids):
+            oracle = largest_target_frame(split, video, exp_id)
+            chosen = tfs[k].target_frame
+            frame_of = {"tfs": chosen, "oracle": chosen if oracle is None else oracle}
+            for row in rows:
+                source, mask_from = row.split(":")
+                t = frame_of[source]
+                gt = split.gt_masks(video, exp_id, frames=slice(t, t + 1))[0] > 0
+                if row == "tfs:visa":
+                    mask, masks = tfs[k].target_mask, tfs[k].masks
+                elif mask_from == "visa":
+                    result = run_on_video(frames, texts[k], pipeline, target_frame=t, progress=False)
+                    mask, masks = result.target_mask, result.masks
+                else:
+                    mask = gt
+                    masks = (
+                        propagate(frames, gt, t, pipeline.tracker, direction="both", progress=False)
+                        if gt.any()
+                        else np.zeros((len(meta.frames), *gt.shape), dtype=bool)
+                    )
+                write_predictions(out / row, video, exp_id, meta.frames, masks)
+                ious[row].append(mask_iou(mask, gt))
+        bar.update(len(exp_ids))
+    bar.close()
+    return ious
+
+
+def decomposition_table(
+    split: RevosSplit,
+    data_root: str | Path,
+    split_name: str,
+    pipeline: VisaPipeline,
+    out: str | Path,
+    rows: Sequence[str] = ROWS,
+    progress: bool = True,
+) -> dict[str, dict[str, float | None]]:
+    """Run :func:`write_decomposition` and score each row with ``evaluate_revos``.
+
+    Returns:
+      ``{row: {"referring", "reasoning", "overall", "no_target" (J&F, 0-100), "overall_R",
+      "no_target_R", "target_frame_iou" (0-1)}}``.
+    """
+    out = Path(out)
+    ious = write_decomposition(split, pipeline, out, rows, progress=progress)
+    table: dict[str, dict[str, float | None]] = {}
+    for row in rows:
+        summary = evaluate_revos(out / row, data_root, split_name, workers=1, progress=False).summary()
+        table[row] = {
+            **{k: summary[k]["J&F"] for k in ("referring", "reasoning", "overall", "no_target")},
+            "overall_R": summary["overall"]["R"],
+            "no_target_R": summary["no_target"]["R"],
+            "target_frame_iou": float(np.mean(ious[row])),
+        }
+    return table
+
+
+def format_table(table: dict[str, dict[str, float | None]]) -> str:
+    """The table as Markdown (J&F and R in %, target-frame IoU in 0-1)."""
+    lines = [
+        "| target frame | target-frame mask | referring | reasoning | overall J&F | R | no-target J&F | "
+        "target-frame IoU |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row, r in table.items():
+        cells = [r["referring"], r["reasoning"], r["overall"], r["overall_R"], r["no_target"]]
+        text = " | ".join("-" if v is None else f"{v:.2f}" for v in cells)
+        lines.append(f"| {ROW_NAMES[row]} | {text} | {r['target_frame_iou']:.3f} |")
+    return "\n".join(lines)
