@@ -202,7 +202,9 @@ class ProcessShare(torch.utils.data.Sampler):
     mixture serves them from its next epochs.
     """
 
-    def __init__(self, start: int, steps: int, per_process: int, num_processes: int = 1, rank: int = 0) -> None:
+    def __init__(
+        self, start: int, steps: int, per_process: int, num_processes: int = 1, rank: int = 0
+    ) -> None:
         self.start, self.steps, self.per_process = start, steps, per_process
         self.global_batch = per_process * num_processes
         self.offset = rank * per_process

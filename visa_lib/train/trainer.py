@@ -323,7 +323,9 @@ def _run_phase(
         mininterval=10,
         disable=not (progress and accelerator.is_main_process),
     )
-    share = ProcessShare(start, phase.steps, per_process, accelerator.num_processes, accelerator.process_index)
+    share = ProcessShare(
+        start, phase.steps, per_process, accelerator.num_processes, accelerator.process_index
+    )
     batches = micro_batches(phase.data, share, config.micro_batch, config.num_workers)
     for step in bar:
         lr = scheduler.get_last_lr()[0]
