@@ -317,3 +317,85 @@ def test_visa_train_command_trains_the_toy_and_writes_its_outputs(tmp_path, caps
     steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [s["step"] for s in steps if s.get("phase") == "visa"] == [0, 1]
     assert (out / "visa" / "model.safetensors").is_file() and (out / "visa" / "config.json").is_file()
+
+
+# ------------------------------------------------------------------------------ mixture file, workers
+
+
+def test_process_share_is_the_loops_split_of_each_global_batch():
+    """Process r of N reads block r of each step's global batch; one sample each: DistributedSampler's."""
+    from visa_lib.train.sources import ProcessShare
+
+    assert list(ProcessShare(1, 3, per_process=2, num_processes=2, rank=1)) == [6, 7, 10, 11]
+    assert len(ProcessShare(1, 3, per_process=2, num_processes=2, rank=1)) == 4
+    for rank in range(2):
+        sampler = torch.utils.data.DistributedSampler(range(6), num_replicas=2, rank=rank, shuffle=False)
+        assert list(ProcessShare(0, 3, 1, 2, rank)) == list(sampler)
+
+
+def write_mixture_file(tmp_path: Path) -> Path:
+    """ReasonVOS-lite clips + the ReasonSeg image fixture, with a seed whose first 4 draws use both."""
+    from dataset_fixtures import write_reasonseg
+
+    from visa_lib.paths import REASONVOS_LITE
+    from visa_lib.train.mixture import VisaMixture
+
+    write_reasonseg(tmp_path / "ReasonSeg")
+    datasets = [
+        {"name": "lite", "format": "revos", "root": str(REASONVOS_LITE), "frame_range": [1, 2], "rate": 1},
+        {"name": "reason_seg", "format": "reasonseg", "root": str(tmp_path / "ReasonSeg"), "rate": 1},
+    ]
+    config = {"datasets": datasets, "samples_per_epoch": 8}
+    mixture = VisaMixture.from_config(config)
+    for seed in range(100):
+        mixture.seed = seed
+        if len({mixture.dataset_index(i) for i in range(4)}) == 2:
+            break
+    path = tmp_path / "mixture.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump({**config, "seed": seed}))
+    return path
+
+
+def test_visa_train_on_a_mixture_file_gives_the_same_weights_with_two_workers(tmp_path, capsys):
+    """`visa train toy --data mixture.yaml`: 2 steps of 2 samples (video and image) loaded in the
+    loop's process and in 2 DataLoader workers reach identical weights."""
+    mixture = write_mixture_file(tmp_path)
+    options = ["--pretrained", "false", "--steps", "2", "--micro-batch", "2", "--grad-accum", "1"]
+    options += ["--text-warmup-steps", "0", "--generate-train-videos", "0", "--log-every", "1"]
+    weights = {}
+    for workers in (0, 2):
+        out = tmp_path / f"workers{workers}"
+        code = visa_main(
+            ["train", "toy", "--data", str(mixture), "--num-workers", str(workers), "--output-dir", str(out),
+             *options]
+        )  # fmt: skip
+        assert code == 0, capsys.readouterr().err
+        weights[workers] = load_file(str(out / "visa" / "model.safetensors"))
+        steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        losses = [s["total"] for s in steps if s.get("phase") == "visa"]
+        assert len(losses) == 2 and all(np.isfinite(losses))
+    assert max_difference(weights[0], weights[2]) == 0.0
+
+
+def test_bad_mixture_file_is_one_line_and_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("datasets:\n  - {name: x, format: nope, root: .}\n")
+    broken = tmp_path / "broken.json"
+    broken.write_text("{datasets: ")
+    missing_root = tmp_path / "missing.yaml"
+    missing_root.write_text(f"datasets:\n  - {{format: reasonseg, root: {tmp_path / 'absent'}}}\n")
+    for path, words in [
+        (bad, "unknown format 'nope'"),
+        (broken, "cannot be parsed"),
+        (missing_root, "absent"),
+        (tmp_path / "none.yaml", "does not exist"),
+    ]:
+        assert visa_main(["train", "toy", "--data", str(path), "--steps", "1"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(path) in err and words in err, err
+    assert visa_main(["train", "toy", "--num-workers", "2"]) == 2  # the ReVOS clip stream is read in order
+    assert "needs a mixture file" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="data must be 'revos' or a mixture file"):
+        TrainConfig(data="mixture.txt")

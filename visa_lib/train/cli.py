@@ -2,7 +2,9 @@
 
 CONFIG is a preset (``toy``, ``visa-7b``, ``visa-13b``, ``visa-7b-qlora``, ``visa-13b-qlora``) or a
 YAML/JSON file of ``TrainConfig`` fields; every ``--option value`` after it overrides one field
-(``--steps 20 --frames 4 11 --output-dir runs/toy --no-export``). ``--print-config`` prints the
+(``--steps 20 --frames 4 11 --output-dir runs/toy --no-export``); ``--data mixture.yaml
+--num-workers 4`` trains on VISA's weighted mixture of datasets described in that file
+(``docs/datasets.md``), loaded in 4 DataLoader worker processes. ``--print-config`` prints the
 resolved configuration and exits. Several GPUs: ``accelerate launch --config_file
 configs/accelerate/zero2.yaml -m visa_lib.cli train visa-7b ...`` (``docs/training.md``).
 """
@@ -39,13 +41,16 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(config.to_dict(), indent=1))
         return 0
 
+    from visa_lib.train.sources import mixture_sources
     from visa_lib.train.trainer import check_environment, train
 
     try:
         check_environment(config)
-    except RuntimeError as err:
+        # a mixture file is read before the model is built, so a bad one fails at once
+        data = mixture_sources(config) if config.uses_mixture() else None
+    except (RuntimeError, ValueError) as err:
         raise CliError(str(err)) from None
-    result = train(config)
+    result = train(config, data=data)
     last = [h for h in result.history if h["phase"] == "visa"][-20:]
     if last:
         means = {k: sum(h[k] for h in last) / len(last) for k in ("total", "ce", "bce", "dice")}

@@ -19,6 +19,7 @@ from pathlib import Path
 #: Learning-rate knobs that map to a top-level part of ``VisaModel`` (``group_lrs`` of the optimizer).
 PART_LRS = {"decoder_lr": "sam", "head_lr": "seg_head"}
 MIXED_PRECISION = ("no", "bf16", "fp16")
+MIXTURE_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 @dataclass
@@ -36,7 +37,11 @@ class TrainConfig:
       lora_dropout (float | None): dropout of the adapters (None: VISA's 0.05).
       mode (str): "lora" (VISA) or "full" (every LLM weight).
     Data:
-      data (str): "revos" -- a ReVOS-format root (``data_root``) sampled with VISA's clip rule.
+      data (str): "revos" -- a ReVOS-format root (``data_root``) sampled with VISA's clip rule -- or
+        a mixture file (``.yaml``/``.yml``/``.json`` with a ``datasets`` list, ``docs/datasets.md``):
+        VISA's weighted mixture of datasets, read by global sample index.
+      num_workers (int): DataLoader worker processes that load a mixture's samples (0: in the loop's
+        process); the samples do not depend on it. The ReVOS clip stream needs 0.
       data_root (str | None): dataset root (default: the bundled ReasonVOS-lite).
       train_split (str): split to train on.
       generate_train_videos (int): >0 generates that many ReasonVOS-lite videos to train on (toy).
@@ -83,6 +88,7 @@ class TrainConfig:
     lora_dropout: float | None = None
     mode: str = "lora"
     data: str = "revos"
+    num_workers: int = 0
     data_root: str | None = None
     train_split: str = "train"
     generate_train_videos: int = 0
@@ -119,7 +125,15 @@ class TrainConfig:
     def __post_init__(self) -> None:
         checks = [
             (self.mode in ("lora", "full"), f"mode must be 'lora' or 'full', got {self.mode!r}"),
-            (self.data in ("revos",), f"data must be 'revos', got {self.data!r}"),
+            (
+                self.data == "revos" or Path(self.data).suffix in MIXTURE_SUFFIXES,
+                f"data must be 'revos' or a mixture file ({'/'.join(MIXTURE_SUFFIXES)}), got {self.data!r}",
+            ),
+            (self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}"),
+            (
+                self.data != "revos" or self.num_workers == 0,
+                "num_workers > 0 needs a mixture file as data (the ReVOS clip stream is drawn in order)",
+            ),
             (self.micro_batch >= 1 and self.grad_accum >= 1, "micro_batch and grad_accum must be >= 1"),
             (self.steps >= 0 and self.text_warmup_steps >= 0, "steps must be >= 0"),
             (self.mixed_precision in MIXED_PRECISION, f"mixed_precision must be one of {MIXED_PRECISION}"),
@@ -144,6 +158,10 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"TrainConfig: unknown option(s) {unknown}; see docs/training.md for the list")
         return dataclasses.replace(self, **changes)
+
+    def uses_mixture(self) -> bool:
+        """True when ``data`` names a mixture file rather than the ReVOS clip stream."""
+        return self.data != "revos"
 
     def group_lrs(self) -> dict[str, float]:
         """Per-part learning rates that differ from ``lr`` (``{"sam": decoder_lr, ...}``)."""
@@ -206,20 +224,32 @@ def load_train_config(name_or_path: str | Path | TrainConfig, **overrides: objec
             )
         if not path.is_file():
             raise FileNotFoundError(f"training config {path} does not exist; pass a preset or a file")
-        if path.suffix == ".json":
-            values = json.loads(path.read_text())
-        else:
-            import yaml
-
-            values = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping of option names to values")
+        values = read_mapping_file(path, "option names to values")
         preset = values.pop("preset", None)
         if preset is not None:
             if preset not in PRESETS:
                 raise ValueError(f"{path}: preset {preset!r} is not one of {', '.join(PRESETS)}")
             values = {**PRESETS[preset], **values}
     return TrainConfig().replace(**{**values, **overrides})
+
+
+def read_mapping_file(path: Path, what: str) -> dict:
+    """The mapping in a ``.json`` or ``.yaml``/``.yml`` file (one-line ``ValueError`` naming the file)."""
+    errors: tuple[type[Exception], ...] = (ValueError,)  # JSONDecodeError is a ValueError
+    try:
+        if path.suffix == ".json":
+            values = json.loads(path.read_text())
+        else:
+            import yaml
+
+            errors += (yaml.YAMLError,)
+            values = yaml.safe_load(path.read_text()) or {}
+    except errors as err:
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"{path}: cannot be parsed ({first}); fix the file") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of {what}")
+    return values
 
 
 def _field_types() -> dict[str, object]:

@@ -12,23 +12,28 @@ continues where it stopped. Two kinds of source fit:
   skipped so every process keeps the same generator state.
 
 :func:`revos_sources` builds the two streams of a ReVOS-format root (the text-only warm-up of a toy
-LLM and VISA's clips) from a :class:`~visa_lib.train.config.TrainConfig`.
+LLM and VISA's clips) from a :class:`~visa_lib.train.config.TrainConfig`; :func:`mixture_sources`
+builds VISA's weighted mixture from a mixture file (``data: mixture.yaml``). :func:`micro_batches` is
+how the loop reads them: in its own process, or through DataLoader workers (``num_workers``) with a
+sampler (:class:`ProcessShare`) that yields exactly the global indices the process would read itself.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from visa_lib.data.revos import RevosSplit, load_revos
 from visa_lib.model.visa import VisaModel
 from visa_lib.paths import REASONVOS_LITE
-from visa_lib.train.config import TrainConfig
+from visa_lib.train.config import TrainConfig, read_mapping_file
 from visa_lib.train.revos_samples import (
     FrameFeatureCache,
     draw_training_sample,
@@ -129,9 +134,7 @@ def revos_sources(config: TrainConfig, model: VisaModel, progress: bool = True) 
     train = load_training_split(config)
     if not config.with_empty_targets:
         drop_no_target_expressions(train)
-    valid = None
-    if config.eval_every:
-        valid = load_revos(config.val_root or config.data_root or REASONVOS_LITE, config.val_split)
+    valid = load_validation_split(config)
     cache = FrameFeatureCache(model, train, keep=config.cache_features)
     rng = np.random.default_rng(config.seed)
     warmup = None
@@ -150,3 +153,93 @@ def revos_sources(config: TrainConfig, model: VisaModel, progress: bool = True) 
         functools.partial(draw_training_sample, cache, frame_range=config.frames, **kwargs), rng
     )
     return TrainingData(visa=visa, text_warmup=warmup, rng=rng, train_split=train, valid_split=valid)
+
+
+def load_validation_split(config: TrainConfig) -> RevosSplit | None:
+    """The validation split when ``eval_every`` asks for one (default: ``data_root``, else ReasonVOS-lite)."""
+    if not config.eval_every:
+        return None
+    return load_revos(config.val_root or config.data_root or REASONVOS_LITE, config.val_split)
+
+
+def load_mixture_file(path: str | Path):  # -> visa_lib.train.mixture.VisaMixture
+    """VISA's mixture from a ``.yaml``/``.json`` file of ``{"datasets": [...], ...}`` (``docs/datasets.md``).
+
+    Raises:
+      FileNotFoundError / ValueError: one line naming the file (a bad key, format, root or layout).
+    """
+    from visa_lib.train.mixture import VisaMixture
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"mixture file {path} does not exist; pass data: a .yaml/.json mixture file")
+    config = read_mapping_file(path, "'datasets', 'samples_per_epoch', 'seed' to values")
+    try:
+        return VisaMixture.from_config(config)
+    except (ValueError, TypeError, OSError) as err:  # DatasetFormatError is a ValueError
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"mixture file {path}: {first}") from None
+
+
+def mixture_sources(config: TrainConfig) -> TrainingData:
+    """VISA's weighted mixture named by ``config.data`` (no text-only warm-up; validation as for ReVOS)."""
+    return TrainingData(visa=load_mixture_file(config.data), valid_split=load_validation_split(config))
+
+
+def training_sources(config: TrainConfig, model: VisaModel, progress: bool = True) -> TrainingData:
+    """The data of ``config``: a mixture file, or VISA's clip stream over a ReVOS-format root."""
+    if config.uses_mixture():
+        return mixture_sources(config)
+    return revos_sources(config, model, progress=progress)
+
+
+class ProcessShare(torch.utils.data.Sampler):
+    """The global sample indices one process reads for optimizer steps ``start .. steps - 1``.
+
+    Step ``s`` reads ``global_batch = per_process x num_processes`` samples; process ``rank`` takes the
+    block ``s x global_batch + rank x per_process + [0, per_process)`` (with ``per_process = 1`` this is
+    ``DistributedSampler(shuffle=False)``'s interleaving). Indices may run past ``len(dataset)``: a
+    mixture serves them from its next epochs.
+    """
+
+    def __init__(
+        self, start: int, steps: int, per_process: int, num_processes: int = 1, rank: int = 0
+    ) -> None:
+        self.start, self.steps, self.per_process = start, steps, per_process
+        self.global_batch = per_process * num_processes
+        self.offset = rank * per_process
+
+    def __iter__(self) -> Iterator[int]:
+        for step in range(self.start, self.steps):
+            first = step * self.global_batch + self.offset
+            yield from range(first, first + self.per_process)
+
+    def __len__(self) -> int:
+        return max(0, self.steps - self.start) * self.per_process
+
+
+def micro_batches(
+    data: object, share: ProcessShare, micro_batch: int, num_workers: int = 0
+) -> Iterator[list[VisaSample]]:
+    """The samples of ``share`` in micro-batches of ``micro_batch`` (``list[VisaSample]`` each).
+
+    ``num_workers = 0`` reads ``data[i]`` lazily in this process (a ``SampleStream`` needs that: it is
+    drawn in order); otherwise a DataLoader's worker processes load them (a map-style dataset whose
+    sample ``i`` does not depend on who loads it, like ``VisaMixture``), so the samples are the same.
+    """
+    if num_workers == 0:
+        indices = iter(share)
+        while True:
+            batch = [data[i] for i in itertools.islice(indices, micro_batch)]
+            if not batch:
+                return
+            yield batch
+    if not hasattr(data, "__len__") or isinstance(data, SampleStream):
+        raise ValueError("num_workers > 0 needs a map-style dataset (a mixture), not a sample stream")
+    from visa_lib.train.mixture import data_loader
+
+    # Its own generator: seeding the workers must not draw from the global torch RNG (LoRA dropout's).
+    generator = torch.Generator().manual_seed(0)
+    yield from data_loader(
+        data, batch_size=micro_batch, num_workers=num_workers, sampler=share, generator=generator
+    )

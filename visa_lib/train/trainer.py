@@ -9,7 +9,8 @@ One loop for every set-up; ``accelerate`` decides where it runs:
 
 Per optimizer step each process runs ``grad_accum`` micro-batches of ``micro_batch`` samples, one
 backward per sample (only one sample's graph is alive at a time), and reads sample
-``step x global_batch + rank x per_process + k`` from the data source, so N processes with
+``step x global_batch + rank x per_process + k`` from the data source (in its own process, or through
+DataLoader workers with ``num_workers``: ``sources.micro_batches``), so N processes with
 accumulation A see the same samples and reach the same weights as one process with accumulation
 N x A. A run is a sequence of phases: the optional text-only warm-up of a toy LLM (every LLM weight,
 CE only) and VISA's phase (LoRA on q/v, the ``[SEG]`` rows, ``lm_head``, the mask decoder and the
@@ -32,7 +33,7 @@ from visa_lib.model.configs import VISA_LORA
 from visa_lib.model.visa import VisaModel
 from visa_lib.train.config import TrainConfig, load_train_config
 from visa_lib.train.metrics_log import MetricsLog
-from visa_lib.train.sources import TrainingData, revos_sources
+from visa_lib.train.sources import ProcessShare, TrainingData, micro_batches, training_sources
 from visa_lib.train.step import weighted_loss
 from visa_lib.train.trainable import merge_lora, prepare_for_training
 
@@ -212,7 +213,8 @@ def train(
       model (VisaModel | None): a ready model (default: built from the config's model fields after
         seeding every RNG with ``config.seed``; a given model keeps the caller's torch RNG state,
         which then decides the LoRA initialisation and dropout).
-      data (TrainingData | None): the samples (default: ReVOS-format data of ``config``).
+      data (TrainingData | None): the samples (default: ``config.data``: ReVOS-format clips or a
+        mixture file).
       accelerator (accelerate.Accelerator | None): default: :func:`make_accelerator`.
       progress (bool): tqdm bar and log lines on the main process.
       **overrides: ``TrainConfig`` fields, e.g. ``steps=20, output_dir="runs/x"``.
@@ -228,7 +230,7 @@ def train(
         set_seed(config.seed)
         model = build_training_model(config, accelerator.device)
     if data is None:
-        data = revos_sources(config, model, progress=progress and accelerator.is_main_process)
+        data = training_sources(config, model, progress=progress and accelerator.is_main_process)
     out_dir = Path(config.output_dir) if config.output_dir else None
     log = MetricsLog(out_dir, enabled=accelerator.is_main_process)
     log.write({"event": "config", **config.to_dict(), "processes": accelerator.num_processes})
@@ -321,13 +323,15 @@ def _run_phase(
         mininterval=10,
         disable=not (progress and accelerator.is_main_process),
     )
+    share = ProcessShare(
+        start, phase.steps, per_process, accelerator.num_processes, accelerator.process_index
+    )
+    batches = micro_batches(phase.data, share, config.micro_batch, config.num_workers)
     for step in bar:
-        first = step * global_batch + accelerator.process_index * per_process
         lr = scheduler.get_last_lr()[0]
         sums = torch.zeros(len(LOSS_KEYS), dtype=torch.float64)
-        for micro in range(config.grad_accum):
-            offset = first + micro * config.micro_batch
-            samples = [phase.data[offset + k] for k in range(config.micro_batch)]
+        for _ in range(config.grad_accum):
+            samples = next(batches)
             for sample in samples:
                 with accelerator.accumulate(wrapped):
                     loss, parts = weighted_loss(model, sample, samples, forward=wrapped)
