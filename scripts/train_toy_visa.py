@@ -74,9 +74,7 @@ At the end it scores the teacher-forced mask of validation expressions at one ta
 from __future__ import annotations
 
 import argparse
-import functools
 import json
-import tempfile
 import time
 from pathlib import Path
 
@@ -87,17 +85,8 @@ from visa_lib.data.revos import load_revos
 from visa_lib.model.build import TOY_VISA_WEIGHTS, build_visa
 from visa_lib.model.checkpoints import save_visa_weights
 from visa_lib.paths import REASONVOS_LITE
-from visa_lib.train.loop import train_phase
-from visa_lib.train.revos_samples import (
-    FrameFeatureCache,
-    draw_training_sample,
-    draw_warmup_sample,
-    drop_no_target_expressions,
-    pick_target_frames,
-    target_frame_scores,
-)
-from visa_lib.train.target_descriptions import generated_object_descriptions
-from visa_lib.train.trainable import merge_lora, prepare_for_training
+from visa_lib.train import train
+from visa_lib.train.revos_samples import FrameFeatureCache, pick_target_frames, target_frame_scores
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -161,13 +150,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="train on no-target expressions and negative frames too (VISA's recipe); "
         "--no-with-empty-targets keeps only expressions with a target (what the evaluation scores)",
     )
-    parser.add_argument(
-        "--negative-prob",
-        type=float,
-        default=None,
-        help="share of clips whose target frame comes from another video (all masks empty); "
-        "default: VISA's 0.05 with --with-empty-targets, else 0",
-    )
     parser.add_argument("--out", type=Path, default=TOY_VISA_WEIGHTS)
     parser.add_argument(
         "--eval-items",
@@ -182,11 +164,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="random toy CLIP/SAM instead of the shipped ones (pipeline check only)",
     )
     parser.add_argument(
+        "--output-dir", type=Path, default=None, help="checkpoints and metrics.jsonl (optional)"
+    )
+    parser.add_argument(
         "--sam-checkpoint", type=Path, default=None, help="toy SAM to build on (default: the shipped one)"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     return parser.parse_args(argv)
+
+
+def train_config_overrides(args: argparse.Namespace) -> dict:
+    """The script's options as ``TrainConfig`` fields of the "toy" preset (same defaults)."""
+    return {
+        "text_warmup_steps": args.warmup_steps,
+        "steps": args.steps,
+        "micro_batch": args.batch,
+        "lr": args.lr,
+        "decoder_lr": args.decoder_lr,
+        "head_lr": args.head_lr,
+        "lr_warmup_steps": args.warmup,
+        "frames": tuple(args.refs),
+        "mode": args.mode,
+        "data_root": str(args.data_root),
+        "generate_train_videos": args.train_videos,
+        "text_warmup_answer": args.warmup_answer,
+        "with_empty_targets": args.with_empty_targets,
+        "pretrained": not args.random_foundations,
+        "seed": args.seed,
+        "output_dir": str(args.output_dir) if args.output_dir else None,
+        "sam_weights": str(args.sam_checkpoint) if args.sam_checkpoint else None,
+    }
 
 
 def mean_iou(scores) -> dict[str, float]:
@@ -196,83 +204,36 @@ def mean_iou(scores) -> dict[str, float]:
     return out
 
 
-def no_target_items(split) -> list[tuple[str, str, int]]:
-    """``(video, exp_id, middle frame)`` of each no-target expression (IoU 1 only for an empty mask)."""
-    return [(v, e.exp_id, len(split.videos[v].frames) // 2) for v, e in split.expressions() if not e.obj_ids]
-
-
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
-    valid = load_revos(args.data_root, "valid")
-    if args.train_videos > 0:  # 48 videos are too few to generalise from; the generator makes more
-        from visa_lib.data.reasonvos_lite.generator import generate_split
-
-        extra_root = Path(tempfile.mkdtemp(prefix="toy_visa_train_"))
-        generate_split(extra_root, "train", seed=0, num_videos=args.train_videos)
-        train = load_revos(extra_root, "train")
-    else:
-        train = load_revos(args.data_root, "train")
-    pretrained = not args.random_foundations
-    if not args.with_empty_targets:
-        drop_no_target_expressions(train)
-
-    parts = {"weights": None, "pretrained": pretrained, "check_trained": False, "seed": args.seed}
-    if args.sam_checkpoint is not None:
-        parts["sam_checkpoint"] = args.sam_checkpoint
-    model = build_visa("toy", **parts)
-    untrained = build_visa("toy", **parts)
-    cache = FrameFeatureCache(model, train)
     start = time.time()
-    refs = tuple(args.refs)
-
-    def run_phase(name: str, steps: int, draw, group_lrs: dict[str, float] | None = None):
-        return train_phase(
-            model,
-            functools.partial(draw, cache, frame_range=refs),
-            steps,
-            rng,
-            lr=args.lr,
-            batch=args.batch,
-            group_lrs=group_lrs,
-            warmup=args.warmup,
-            name=name,
-        )
-
-    if args.warmup_steps:  # the stand-in for Chat-UniVi's pretraining: every LLM weight and the projector
-        prepare_for_training(model, mode="full", train_projector=True)
-        descriptions = None
-        if args.warmup_answer == "target":
-            descriptions = generated_object_descriptions(train, "train", seed=0)
-        draw = functools.partial(draw_warmup_sample, descriptions=descriptions)
-        run_phase("warm-up (CE only)", args.warmup_steps, draw)
-    # VISA's recipe: LoRA on q/v (+ [SEG] row, lm_head, mask decoder, head), projector frozen
-    prepare_for_training(model, mode=args.mode, train_projector=args.mode == "full" and not args.warmup_steps)
-    group_lrs = {"sam": args.decoder_lr, "seg_head": args.head_lr}
-    group_lrs = {k: v for k, v in group_lrs.items() if v is not None}
-    draw = draw_training_sample
-    if args.negative_prob is not None or not args.with_empty_targets:
-        draw = functools.partial(draw_training_sample, negative_prob=args.negative_prob or 0.0)
-    history = run_phase("VISA", args.steps, draw, group_lrs)
+    run = train("toy", **train_config_overrides(args))
     train_seconds = time.time() - start
-
-    merge_lora(model)  # no-op in "full" mode; folds the adapters in "lora" mode
-    model.eval()
-    items = pick_target_frames(valid, max_items=args.eval_items)
-    valid_cache = FrameFeatureCache(model, valid)
-    trained_scores = target_frame_scores(model, valid, items, cache=valid_cache)
-    untrained_scores = target_frame_scores(untrained, valid, items)
-    no_target = no_target_items(valid)
-    empty_rate = float(
-        np.mean([s.iou for s in target_frame_scores(model, valid, no_target, cache=valid_cache)])
+    model, train_split = run.model, run.data.train_split
+    pretrained = not args.random_foundations
+    untrained = build_visa(
+        "toy",
+        weights=None,
+        sam_weights=args.sam_checkpoint,
+        pretrained=pretrained,
+        check_trained=False,
+        seed=args.seed,
     )
-    train_items = pick_target_frames(train, max_items=args.eval_train_items) if args.eval_train_items else []
-    train_trained = target_frame_scores(model, train, train_items, cache=cache) if train_items else []
-    train_untrained = target_frame_scores(untrained, train, train_items) if train_items else []
+
+    valid = load_revos(args.data_root, "valid")
+    items = pick_target_frames(valid, max_items=args.eval_items)
+    trained_scores = target_frame_scores(model, valid, items, cache=FrameFeatureCache(model, valid))
+    untrained_scores = target_frame_scores(untrained, valid, items)
+    train_items = (
+        pick_target_frames(train_split, max_items=args.eval_train_items) if args.eval_train_items else []
+    )
+    cache = FrameFeatureCache(model, train_split)
+    train_trained = target_frame_scores(model, train_split, train_items, cache=cache) if train_items else []
+    train_untrained = target_frame_scores(untrained, train_split, train_items) if train_items else []
+    visa_steps = [h for h in run.history if h["phase"] == "visa"]
     result = {
-        "train_videos": len(train.videos),
+        "train_videos": len(train_split.videos),
         "warmup_steps": args.warmup_steps,
         "warmup_answer": args.warmup_answer,
         "with_empty_targets": args.with_empty_targets,
@@ -282,11 +243,12 @@ def main(argv: list[str] | None = None) -> dict:
         "refs": list(args.refs),
         "mode": args.mode,
         "train_seconds": round(train_seconds, 1),
-        "final_loss": {k: float(np.mean([h[k] for h in history[-50:]])) for k in history[-1]},
+        "final_loss": {
+            k: float(np.mean([h[k] for h in visa_steps[-50:]])) for k in ("total", "ce", "bce", "dice")
+        },
         "valid_items": len(items),
         "valid_iou_trained": mean_iou(trained_scores),
         "valid_iou_untrained": mean_iou(untrained_scores),
-        "valid_no_target_empty_rate": empty_rate,
         "train_items": len(train_items),
         "train_iou_trained": mean_iou(train_trained) if train_items else None,
         "train_iou_untrained": mean_iou(train_untrained) if train_items else None,

@@ -24,8 +24,6 @@ from visa_lib.paths import REASONVOS_LITE, REPO_ROOT
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 #: Folders that exist only on the machine that executed a notebook.
 MACHINE_PATH = re.compile(r"(?<![\w.])/(?:work|home|tmp|check|content|root|Users|mnt|scratch)/[\w.-]+")
-#: Notebooks whose saved outputs predate headless runs (text bars); their owners re-execute them.
-NOT_YET_REEXECUTED = {"06_lora_training.ipynb", "07_end_to_end_and_revos_eval.ipynb"}
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 TQDM_BAR = re.compile(r"\|\s*(\d+)/(\d+) \[")
 
@@ -135,21 +133,7 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-@pytest.mark.parametrize(
-    "notebook",
-    [
-        pytest.param(
-            p,
-            marks=pytest.mark.xfail(
-                reason="saved before headless runs; its owner re-executes it", strict=False
-            ),
-        )
-        if p.name in NOT_YET_REEXECUTED
-        else p
-        for p in NOTEBOOKS
-    ],
-    ids=_ids(NOTEBOOKS),
-)
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=_ids(NOTEBOOKS))
 def test_progress_bars_leave_a_readable_final_line(notebook):
     cells = nbformat.read(notebook, as_version=4).cells
     widget_bars = [

@@ -244,33 +244,6 @@ def test_a_few_steps_fit_one_sample():
     assert iou > 0.7
 
 
-def test_train_phase_fits_drawn_samples_with_visa_lr_shape():
-    from visa_lib.train.loop import parameter_groups, train_phase, warmup_decay
-
-    factor = warmup_decay(steps=10, warmup=2)
-    assert [factor(s) for s in (0, 1, 2, 6, 10)] == [0.5, 1.0, 1.0, 0.5, 0.0]
-    model = build_tiny_visa(seed=3).requires_grad_(False)
-    with pytest.raises(ValueError, match="no trainable parameters"):
-        train_phase(model, lambda rng: None, 1, np.random.default_rng(0))
-    prepare_for_training(model, mode="lora")
-    groups = {g["name"]: g["lr"] for g in parameter_groups(model, 1e-3, {"sam": 1e-4})}
-    assert groups == {"llm": 1e-3, "seg_head": 1e-3, "sam": 1e-4}
-    _, _, sample = box_sample(model, (8, 30, 10, 40))
-    history = train_phase(
-        model,
-        lambda rng: sample,
-        40,
-        np.random.default_rng(0),
-        lr=3e-3,
-        batch=1,
-        warmup=5,
-        log_every=0,
-        progress=False,
-    )
-    assert len(history) == 40 and history[-1]["total"] < 0.5 * history[0]["total"]
-    assert not model.training  # back in eval mode
-
-
 def test_quantised_loading_without_bitsandbytes_says_what_to_install():
     pytest.importorskip("transformers")
     try:

@@ -33,6 +33,7 @@ PLUGIN_COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("visa_lib.demo", "run the end-to-end demo on the bundled sample data"),
     "infer": ("visa_lib.infer", "segment the object a text query refers to in a video"),
     "predict": ("visa_lib.predict", "predict every expression of a benchmark split, for visa eval"),
+    "train": ("visa_lib.train.cli", "train VISA (toy on a CPU, full rung on one or many GPUs)"),
 }
 
 EXIT_USAGE = 2

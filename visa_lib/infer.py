@@ -329,6 +329,10 @@ def main(args: argparse.Namespace) -> int:
             except OSError as err:
                 message = f"--out {out}: writing failed ({err}); free space or choose another folder"
                 raise CliError(message) from None
+            except KeyboardInterrupt:
+                # Ctrl-C between a folder's rename and the summary: the summary still lists every whole folder
+                _write_summary(out, args.video, names)
+                raise
             tp = "given" if target.tp is None else f"tp {target.tp:.2f}"
             count = len(entry["frames_with_object"])
             where = f"found in {count}/{len(frames)} frames" if target.found else "no target found"

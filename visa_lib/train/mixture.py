@@ -12,7 +12,7 @@ or 8 workers, on one process or split over ranks by a ``DistributedSampler``, an
 ``i`` needs no saved RNG state. A loop that counts samples globally may also index past the epoch:
 ``mixture[n + i]`` is sample ``i`` of the next epoch (``n = len(mixture)``).
 
-A config (dict, e.g. the ``data:`` block of a training YAML)::
+A config (a dict, or a mixture file named by ``data:`` in a training config / ``visa train --data``)::
 
     {"seed": 0, "samples_per_epoch": 1000,
      "datasets": [{"name": "revos", "format": "revos", "root": "data/ReVOS", "split": "train", "rate": 3000},

@@ -33,11 +33,14 @@ class FrameFeatureCache:
     Arguments:
       model (VisaModel): provides ``encode_images`` and ``encode_sam_image``.
       split (RevosSplit): where frames are read from.
+      keep (bool): keep computed features (False: compute on every call -- a full-size dataset's
+        SAM embeddings, 4 MB per frame, do not fit in memory).
     """
 
-    def __init__(self, model: VisaModel, split: RevosSplit) -> None:
+    def __init__(self, model: VisaModel, split: RevosSplit, keep: bool = True) -> None:
         self.model = model
         self.split = split
+        self.keep = keep
         self._tokens: dict[tuple[str, int], torch.Tensor] = {}
         self._sam: dict[tuple[str, int], SamImage] = {}
 
@@ -48,17 +51,23 @@ class FrameFeatureCache:
     def tokens(self, video: str, indices: Sequence[int]) -> torch.Tensor:
         """Merged visual tokens ``[len(indices), n, C]`` of the given frames."""
         todo = [i for i in dict.fromkeys(indices) if (video, i) not in self._tokens]
+        fresh: dict[tuple[str, int], torch.Tensor] = {}
         if todo:
             encoded = self.model.encode_images(np.stack([self.frame(video, i) for i in todo]))
-            self._tokens.update({(video, i): t for i, t in zip(todo, encoded, strict=True)})
-        return torch.stack([self._tokens[(video, i)] for i in indices])
+            fresh = {(video, i): t for i, t in zip(todo, encoded, strict=True)}
+            if self.keep:
+                self._tokens.update(fresh)
+        return torch.stack([fresh.get((video, i), self._tokens.get((video, i))) for i in indices])
 
     def sam_image(self, video: str, index: int) -> SamImage:
         """SAM's embedding of frame ``index`` of ``video``."""
         key = (video, index)
-        if key not in self._sam:
-            self._sam[key] = self.model.encode_sam_image(self.frame(video, index))
-        return self._sam[key]
+        if key in self._sam:
+            return self._sam[key]
+        embedding = self.model.encode_sam_image(self.frame(video, index))
+        if self.keep:
+            self._sam[key] = embedding
+        return embedding
 
     def __len__(self) -> int:
         return len(self._tokens)

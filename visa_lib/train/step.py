@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,12 +47,16 @@ class VisaSample:
     dataset: str = ""
 
 
-def sample_forward(model: VisaModel, sample: VisaSample) -> tuple[VisaLoss, VisaOutput]:
+def sample_forward(
+    model: VisaModel, sample: VisaSample, forward: Callable[..., VisaOutput] | None = None
+) -> tuple[VisaLoss, VisaOutput]:
     """Teacher-forced forward pass of one sample and its VISA loss.
 
     Arguments:
-      model (VisaModel): the model (train or eval mode).
+      model (VisaModel): the model (train or eval mode); encodes and tokenizes.
       sample (VisaSample): the clip, expressions and masks.
+      forward (Callable | None): what runs ``model.forward`` (e.g. the DistributedDataParallel
+        wrapper that ``accelerate`` puts around ``model``; default: ``model``).
     Returns:
       (VisaLoss, VisaOutput)
     """
@@ -76,7 +80,7 @@ def sample_forward(model: VisaModel, sample: VisaSample) -> tuple[VisaLoss, Visa
             answer_index=sample.answer_index or [0] * n,
             answers=sample.answers,
         )
-    out = model(conv.input_ids, tokens, sam_image, conv.attention_mask, conv.labels)
+    out = (forward or model)(conv.input_ids, tokens, sam_image, conv.attention_mask, conv.labels)
     gt = torch.as_tensor(np.asarray(sample.gt_masks)).float()
     if len(out.seg_rows) != len(gt):
         raise RuntimeError(
@@ -85,45 +89,66 @@ def sample_forward(model: VisaModel, sample: VisaSample) -> tuple[VisaLoss, Visa
     return visa_loss(out.ce_loss, out.mask_logits, gt), out
 
 
+def weighted_loss(
+    model: VisaModel,
+    sample: VisaSample,
+    micro_batch: Sequence[VisaSample],
+    forward: Callable[..., VisaOutput] | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """One sample's share of its micro-batch's loss (call ``backward`` on it, one sample at a time).
+
+    The mask terms are weighted by the sample's number of masks, i.e. averaged over all masks of
+    the micro-batch as in VISA; CE is averaged over samples. The shares of a micro-batch sum to its
+    loss, so one backward per sample gives the micro-batch gradient with one graph alive at a time.
+
+    Arguments:
+      model (VisaModel), forward (Callable | None): as in :func:`sample_forward`.
+      sample (VisaSample): one sample of ``micro_batch``.
+      micro_batch (Sequence[VisaSample]): all samples whose losses are averaged together.
+    Returns:
+      (Tensor, dict[str, float]): the weighted loss (scalar) and the sample's "total", "ce",
+      "bce", "dice" divided by the micro-batch size (they sum to the micro-batch means).
+    """
+    total_masks = max(1, sum(len(s.gt_masks) for s in micro_batch))
+    loss, out = sample_forward(model, sample, forward)
+    share = len(sample.gt_masks) / total_masks
+    weighted = loss.ce / len(micro_batch) + share * (loss.total - loss.ce)  # CE per sample, masks per mask
+    if len(sample.gt_masks) == 0:
+        # A text-only answer runs the [SEG] head on zero rows; tying that empty output to the loss
+        # gives the head a zero gradient, which DistributedDataParallel needs from every process.
+        weighted = weighted + 0.0 * out.seg_embeddings.sum()
+    return weighted, {key: value / len(micro_batch) for key, value in loss.as_floats().items()}
+
+
 def training_step(
     model: VisaModel,
     samples: Sequence[VisaSample],
     optimizer: torch.optim.Optimizer,
     grad_clip: float | None = 1.0,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> dict[str, float]:
-    """Forward, backward and update on a few samples (gradient accumulated over them).
+    """One plain-PyTorch update on a micro-batch (no accelerate; for experiments around the loss).
 
-    The mask terms are weighted by each sample's number of masks, i.e. averaged over all masks of
-    the batch as in VISA; CE is averaged over samples.
+    :func:`visa_lib.train.train` is the training loop; this is the same update for a single
+    process without gradient accumulation, scheduling or checkpoints.
 
     Arguments:
       model (VisaModel): prepared with ``prepare_for_training``.
-      samples (Sequence[VisaSample]): the batch.
+      samples (Sequence[VisaSample]): the micro-batch.
       optimizer (torch.optim.Optimizer): over the trainable parameters.
       grad_clip (float | None): max gradient norm (VISA: 1.0).
-      scheduler (LRScheduler | None): stepped once after the update.
     Returns:
-      dict[str, float]: mean "total", "ce", "bce", "dice" over the batch.
+      dict[str, float]: mean "total", "ce", "bce", "dice" over the micro-batch.
     """
     if not samples:
         raise ValueError("training_step: empty batch")
     optimizer.zero_grad(set_to_none=True)
-    total_masks = max(1, sum(len(s.gt_masks) for s in samples))
     logs = {"total": 0.0, "ce": 0.0, "bce": 0.0, "dice": 0.0}
     for sample in samples:
-        loss, _ = sample_forward(model, sample)
-        share = len(sample.gt_masks) / total_masks
-        weighted = (
-            loss.ce / len(samples) + share * (loss.total - loss.ce)  # CE per sample, masks per mask
-        )
+        weighted, parts = weighted_loss(model, sample, samples)
         weighted.backward()
-        for key, value in loss.as_floats().items():
-            logs[key] += value / len(samples)
+        for key, value in parts.items():
+            logs[key] += value
     if grad_clip is not None:
-        params = [p for p in model.parameters() if p.requires_grad]
-        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], grad_clip)
     optimizer.step()
-    if scheduler is not None:
-        scheduler.step()
     return logs

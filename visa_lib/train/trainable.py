@@ -49,9 +49,20 @@ def prepare_for_training(
     model.requires_grad_(False)
     if mode == "lora":
         try:
-            from peft import LoraConfig, get_peft_model
+            from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
         except ImportError as err:  # pragma: no cover - peft is in the training extra
             raise ImportError("LoRA training needs peft: pip install visa_lib[training]") from err
+        llm = model.causal_lm
+        quantized = getattr(llm, "is_loaded_in_4bit", False) or getattr(llm, "is_loaded_in_8bit", False)
+        if quantized:  # QLoRA: peft's k-bit preparation (fp32 norms, input grads, checkpointing kept)
+            train_dtype = model.seg_head[0].weight.dtype  # the run dtype build_visa cast the heads to
+            model.llm = prepare_model_for_kbit_training(
+                model.llm,
+                use_gradient_checkpointing=any(
+                    getattr(m, "gradient_checkpointing", False) is True for m in llm.modules()
+                ),
+                gradient_checkpointing_kwargs={"use_reentrant": False},
+            )
         peft_config = LoraConfig(
             r=lora.r,
             lora_alpha=lora.alpha,
@@ -61,6 +72,12 @@ def prepare_for_training(
             target_modules=lora_target_names(model.llm, lora.targets),
         )
         model.llm = get_peft_model(model.llm, peft_config)
+        if quantized:
+            # prepare_model_for_kbit_training upcasts every unquantised weight to fp32; the [SEG]
+            # rows and lm_head (2 x 131M numbers on 7B) train in the run's dtype instead.
+            for name, module in model.llm.named_modules():
+                if name.endswith(ALWAYS_TRAINED):
+                    module.to(train_dtype)
     else:
         model.llm.requires_grad_(True)
     for name, param in model.llm.named_parameters():
