@@ -195,3 +195,26 @@ def write_refytvos_published(root: Path, split: str = "train") -> Path:
     meta_dir.mkdir(parents=True, exist_ok=True)
     shutil.move(folder / "meta_expressions.json", meta_dir / "meta_expressions.json")
     return folder
+
+
+# -- pickles that try to run code (the restricted unpickler must refuse them and run nothing) -----------
+class OpensFile:
+    """Unpickling this calls ``open(marker, "w")``: the classic way a doctored pickle runs code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+class RunsShell:
+    """Unpickling this calls ``os.system(command)``."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (self.command,))

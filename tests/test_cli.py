@@ -9,6 +9,7 @@ import types
 
 import numpy as np
 import pytest
+from dataset_fixtures import OpensFile
 
 from visa_lib import cli
 from visa_lib.data.formats import write_mevis_split
@@ -136,16 +137,6 @@ def test_console_module_runs():
     assert proc.returncode == 2 and "required" in proc.stderr
 
 
-class _RunsCode:
-    """Unpickling this calls ``open(marker, "w")``: a doctored dataset pickle trying to run code."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (str(self.marker), "w"))
-
-
 def test_eval_davis17_refuses_a_doctored_mask_dict_pkl_and_runs_nothing(tmp_path):
     """The whole CLI in a fresh process: one line, exit code 2, and the payload never executed."""
     import pickle
@@ -157,7 +148,7 @@ def test_eval_davis17_refuses_a_doctored_mask_dict_pkl_and_runs_nothing(tmp_path
     folder = write_davis17_split(tmp_path / "davis", "valid", [video], {("clip", "0"): mask})
     write_predictions(tmp_path / "pred", "clip", "0", video.frames, mask)
     marker = tmp_path / "pwned"
-    (folder / "mask_dict.pkl").write_bytes(pickle.dumps({"0": [_RunsCode(marker), None]}))
+    (folder / "mask_dict.pkl").write_bytes(pickle.dumps({"0": [OpensFile(marker), None]}))
     argv = ["eval", "davis17", str(tmp_path / "pred"), "--data-root", str(tmp_path / "davis"), "--quiet"]
     proc = subprocess.run([sys.executable, "-m", "visa_lib.cli", *argv], capture_output=True, text=True)
     assert proc.returncode == 2

@@ -8,6 +8,7 @@ import pickle
 import numpy as np
 import pytest
 from dataset_fixtures import (
+    RunsShell,
     two_videos,
     write_instruction_json,
     write_lvvis,
@@ -21,19 +22,6 @@ from visa_lib.data.image_datasets import ReasonSegDataset, ReferSegDataset
 from visa_lib.data.instruction import InstructionDataset
 from visa_lib.data.revos import DatasetFormatError
 from visa_lib.data.rle import decode_segmentation, encode_rle
-
-
-class _RunsCode:
-    """Pickles to ``os.system(...)``: a restricted reader must refuse it without running it."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        import os
-
-        return os.system, (f"touch {self.marker}",)
-
 
 # ------------------------------------------------------------------------------------------------- videos
 
@@ -74,7 +62,7 @@ def test_refytvos_refuses_a_pickle_that_runs_code(tmp_path):
     folder = write_refytvos_published(tmp_path)
     marker = tmp_path / "ran"
     with open(folder / "mask_dict.pkl", "wb") as fh:
-        pickle.dump({"0": _RunsCode(marker)}, fh)
+        pickle.dump({"0": RunsShell(f"touch {marker}")}, fh)
     with pytest.raises(DatasetFormatError, match=r"mask_dict.pkl: the pickle asks for (posix|os|nt)\.system"):
         load_refytvos(tmp_path)
     assert not marker.exists()
@@ -163,7 +151,7 @@ def test_refcocog_uses_umd_and_errors(tmp_path):
         ReferSegDataset(tmp_path, "refcocog")
     marker = tmp_path / "ran"
     with open(refs_path, "wb") as fh:
-        pickle.dump([_RunsCode(marker)], fh)
+        pickle.dump([RunsShell(f"touch {marker}")], fh)
     with pytest.raises(DatasetFormatError, match="not plain data"):
         ReferSegDataset(tmp_path, "refcocog")
     assert not marker.exists()

@@ -7,18 +7,9 @@ from collections import OrderedDict
 
 import numpy as np
 import pytest
+from dataset_fixtures import OpensFile, RunsShell
 
 from visa_lib.data.safe_pickle import UnsafePickleError, load_pickle
-
-
-class _Payload:
-    """Unpickling this calls ``open(marker, 'w')``: the classic way a pickle runs code."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (str(self.marker), "w"))
 
 
 def test_plain_data_and_numpy_arrays_round_trip(tmp_path):
@@ -41,20 +32,13 @@ def test_plain_data_and_numpy_arrays_round_trip(tmp_path):
 def test_a_pickle_that_tries_to_run_code_is_refused_and_nothing_runs(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "mask_dict.pkl"
-    path.write_bytes(pickle.dumps({"0": [_Payload(marker)]}))
+    path.write_bytes(pickle.dumps({"0": [OpensFile(marker)]}))
     with pytest.raises(UnsafePickleError, match=r"mask_dict\.pkl: the pickle asks for (io|builtins)\.open"):
         load_pickle(path)
     assert not marker.exists()
-    path.write_bytes(pickle.dumps({"0": [os_system_call()]}))
+    path.write_bytes(pickle.dumps({"0": [RunsShell("true")]}))
     with pytest.raises(UnsafePickleError, match="posix.system|os.system|nt.system"):
         load_pickle(path)
-
-
-class os_system_call:  # noqa: N801 - reads like the call it pickles
-    def __reduce__(self):
-        import os
-
-        return (os.system, ("true",))
 
 
 def test_garbage_and_missing_files_are_one_line_errors(tmp_path):
