@@ -28,6 +28,7 @@ Writes ``data_samples/weights/toy_sam.safetensors`` (every ``--save-every`` step
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -42,12 +43,15 @@ from tqdm.auto import tqdm
 
 from visa_lib.data.reasonvos_lite import sprites
 from visa_lib.data.reasonvos_lite.generator import make_video
+from visa_lib.weights import read_state_dict
 from visa_lib.model.sam import (
+    SAM_SPECS,
     TOY_SAM_WEIGHTS,
     build_sam,
     decode_from_embeddings,
     decode_from_prompts,
     encode_frames,
+    load_sam_state_dict,
     preprocess_for_sam,
     save_sam,
 )
@@ -235,10 +239,46 @@ def _cosine(step: int, total: int, warmup: int, peak: float) -> float:
     return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def resample_state(state: dict[str, torch.Tensor], sam: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Bring toy SAM weights of another patch size to ``sam``'s grid (start a finer SAM from a coarser one).
+
+    Only three kinds of tensors depend on the grid: the patch kernel (resampled, and scaled so a flat
+    patch gives the same response), the absolute position embedding (bilinear) and the relative
+    position tables of the global-attention blocks (linear); everything else is copied.
+    """
+    target = sam.state_dict()
+    out = {}
+    for key, value in state.items():
+        want = target[key].shape
+        if value.shape == want:
+            out[key] = value
+        elif key.endswith("patch_embed.proj.weight"):
+            scale = (value.shape[-1] / want[-1]) ** 2
+            out[key] = F.interpolate(value, size=want[-2:], mode="area") * scale
+        elif key.endswith("pos_embed"):
+            grid = F.interpolate(value.permute(0, 3, 1, 2), size=want[1:3], mode="bilinear", align_corners=False)
+            out[key] = grid.permute(0, 2, 3, 1)
+        elif "rel_pos" in key:
+            line = F.interpolate(value.T[None], size=want[0], mode="linear", align_corners=True)
+            out[key] = line[0].T
+        else:
+            raise ValueError(f"resample_state: cannot bring {key} from {tuple(value.shape)} to {tuple(want)}")
+    return out
+
+
+def build_toy_sam(args: argparse.Namespace) -> torch.nn.Module:
+    """The toy SAM to train: random, or ``--init`` weights (resampled when ``--patch-size`` differs)."""
+    spec = dataclasses.replace(SAM_SPECS["toy"], patch_size=args.patch_size or SAM_SPECS["toy"].patch_size)
+    sam = build_sam(spec, pretrained=False)
+    if args.init is not None:
+        load_sam_state_dict(sam, resample_state(read_state_dict(args.init, what="toy SAM"), sam))
+    return sam
+
+
 def train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    sam = build_sam("toy", pretrained=False) if args.init is None else build_sam("toy", checkpoint=args.init)
+    sam = build_toy_sam(args)
     sam.train()
     dim = sam.prompt_encoder.embed_dim
     class_embed = torch.nn.Embedding(len(DESCRIPTIONS), dim)
@@ -352,6 +392,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--start-step", type=int, default=0, help="resume the lr schedule at this step")
     parser.add_argument("--stop-step", type=int, default=None, help="stop (and save) early at this step")
     parser.add_argument("--resume-warmup", type=int, default=50, help="warm-up steps of a resumed run")
+    parser.add_argument(
+        "--patch-size", type=int, default=None, help="ViT patch size (default: the toy spec's); --init is resampled"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=TOY_SAM_WEIGHTS)
     args = parser.parse_args(argv)

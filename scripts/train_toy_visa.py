@@ -150,6 +150,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="train on no-target expressions and negative frames too (VISA's recipe); "
         "--no-with-empty-targets keeps only expressions with a target (what the evaluation scores)",
     )
+    parser.add_argument(
+        "--negative-prob",
+        type=float,
+        default=None,
+        help="share of clips whose target frame comes from another video, with an empty mask "
+        "(default: VISA's 0.05 with --with-empty-targets, else 0)",
+    )
     parser.add_argument("--out", type=Path, default=TOY_VISA_WEIGHTS)
     parser.add_argument(
         "--eval-items",
@@ -190,6 +197,7 @@ def train_config_overrides(args: argparse.Namespace) -> dict:
         "generate_train_videos": args.train_videos,
         "text_warmup_answer": args.warmup_answer,
         "with_empty_targets": args.with_empty_targets,
+        "negative_prob": args.negative_prob,
         "pretrained": not args.random_foundations,
         "seed": args.seed,
         "output_dir": str(args.output_dir) if args.output_dir else None,
@@ -237,6 +245,7 @@ def main(argv: list[str] | None = None) -> dict:
         "warmup_steps": args.warmup_steps,
         "warmup_answer": args.warmup_answer,
         "with_empty_targets": args.with_empty_targets,
+        "negative_prob": args.negative_prob,
         "steps": args.steps,
         "batch": args.batch,
         "lr": args.lr,

@@ -177,6 +177,26 @@ def test_train_reads_visa_mixture_by_global_index():
     assert any(h["bce"] > 0 for h in runs[0].history)  # mask terms from the mixture's ground truth
 
 
+@pytest.mark.parametrize("negative_prob", [0.0, 1.0])
+def test_negative_prob_is_the_share_of_empty_target_frames(negative_prob):
+    """``negative_prob`` reaches VISA's clip sampler: 1.0 gives only target frames from another video
+    (empty masks to learn) even without ``with_empty_targets``, 0.0 none (no-target expressions dropped)."""
+    from visa_lib.paths import REASONVOS_LITE
+    from visa_lib.train.sources import revos_sources
+
+    config = TrainConfig(
+        model="toy",
+        data_root=str(REASONVOS_LITE),
+        frames=(2, 3),
+        eval_every=0,
+        with_empty_targets=False,
+        negative_prob=negative_prob,
+    )
+    data = revos_sources(config, tiny_model(), progress=False)
+    empty = [not data.visa[i].gt_masks.any() for i in range(6)]
+    assert empty == [negative_prob == 1.0] * 6
+
+
 def test_resumed_run_reaches_the_same_weights(tmp_path):
     """6 VISA steps in one go == resume from the checkpoint saved after step 3 (LoRA dropout on, so the
     torch RNG state must come back too) and train steps 4-6."""

@@ -16,6 +16,8 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from visa_lib.data.sampling import NEGATIVE_PROB
+
 #: Learning-rate knobs that map to a top-level part of ``VisaModel`` (``group_lrs`` of the optimizer).
 PART_LRS = {"decoder_lr": "sam", "head_lr": "seg_head"}
 MIXED_PRECISION = ("no", "bf16", "fp16")
@@ -47,6 +49,8 @@ class TrainConfig:
       generate_train_videos (int): >0 generates that many ReasonVOS-lite videos to train on (toy).
       frames (tuple[int, int]): reference frames per clip, inclusive (VISA: 8 to 12).
       with_empty_targets (bool): keep no-target expressions and VISA's 5 % negative frames.
+      negative_prob (float | None): share of clips whose target frame comes from another video
+        (an empty mask to learn); None: VISA's 0.05 with ``with_empty_targets``, else 0.
       cache_features (bool): keep the frozen per-frame features in memory (toy: True; full rung: False).
     Text-only warm-up (a toy LLM trained from scratch has no Chat-UniVi pretraining):
       text_warmup_steps (int): steps answering "It is {target}." (every LLM weight, projector too).
@@ -94,6 +98,7 @@ class TrainConfig:
     generate_train_videos: int = 0
     frames: tuple[int, int] = (8, 12)
     with_empty_targets: bool = True
+    negative_prob: float | None = None
     cache_features: bool = False
     text_warmup_steps: int = 0
     text_warmup_answer: str = "target"
@@ -134,6 +139,10 @@ class TrainConfig:
                 self.data != "revos" or self.num_workers == 0,
                 "num_workers > 0 needs a mixture file as data (the ReVOS clip stream is drawn in order)",
             ),
+            (
+                self.negative_prob is None or 0.0 <= self.negative_prob <= 1.0,
+                f"negative_prob must be between 0 and 1, got {self.negative_prob}",
+            ),
             (self.micro_batch >= 1 and self.grad_accum >= 1, "micro_batch and grad_accum must be >= 1"),
             (self.steps >= 0 and self.text_warmup_steps >= 0, "steps must be >= 0"),
             (self.mixed_precision in MIXED_PRECISION, f"mixed_precision must be one of {MIXED_PRECISION}"),
@@ -158,6 +167,12 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"TrainConfig: unknown option(s) {unknown}; see docs/training.md for the list")
         return dataclasses.replace(self, **changes)
+
+    def negative_frame_prob(self) -> float:
+        """``negative_prob``, or its default: VISA's 5 % with ``with_empty_targets``, else 0."""
+        if self.negative_prob is not None:
+            return self.negative_prob
+        return NEGATIVE_PROB if self.with_empty_targets else 0.0
 
     def uses_mixture(self) -> bool:
         """True when ``data`` names a mixture file rather than the ReVOS clip stream."""

@@ -148,9 +148,11 @@ def revos_sources(config: TrainConfig, model: VisaModel, progress: bool = True) 
             draw_warmup_sample, cache, frame_range=config.frames, descriptions=descriptions
         )
         warmup = SampleStream(draw, rng)
-    kwargs = {} if config.with_empty_targets else {"negative_prob": 0.0}
     visa = SampleStream(
-        functools.partial(draw_training_sample, cache, frame_range=config.frames, **kwargs), rng
+        functools.partial(
+            draw_training_sample, cache, frame_range=config.frames, negative_prob=config.negative_frame_prob()
+        ),
+        rng,
     )
     return TrainingData(visa=visa, text_warmup=warmup, rng=rng, train_split=train, valid_split=valid)
 
