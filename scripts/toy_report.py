@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.visa_weights is not None:
         kwargs["weights"] = args.visa_weights
     if args.sam_weights is not None:
-        kwargs["sam_checkpoint"] = args.sam_weights
+        kwargs["sam_weights"] = args.sam_weights
     pipeline = build_pipeline("toy", sampler="toy", seed=args.seed, **kwargs)
     table = decomposition_table(split, args.data_root, args.split, pipeline, args.out, tuple(args.rows))
     print(f"\n{args.data_root} / {args.split}")

@@ -43,7 +43,6 @@ from tqdm.auto import tqdm
 
 from visa_lib.data.reasonvos_lite import sprites
 from visa_lib.data.reasonvos_lite.generator import make_video
-from visa_lib.weights import read_state_dict
 from visa_lib.model.sam import (
     SAM_SPECS,
     TOY_SAM_WEIGHTS,
@@ -55,6 +54,7 @@ from visa_lib.model.sam import (
     preprocess_for_sam,
     save_sam,
 )
+from visa_lib.weights import read_state_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_toy_sam import evaluate, synthetic_samples  # noqa: E402  (sibling script)
@@ -256,7 +256,8 @@ def resample_state(state: dict[str, torch.Tensor], sam: torch.nn.Module) -> dict
             scale = (value.shape[-1] / want[-1]) ** 2
             out[key] = F.interpolate(value, size=want[-2:], mode="area") * scale
         elif key.endswith("pos_embed"):
-            grid = F.interpolate(value.permute(0, 3, 1, 2), size=want[1:3], mode="bilinear", align_corners=False)
+            grid = value.permute(0, 3, 1, 2)  # [1, h, w, C] -> [1, C, h, w]
+            grid = F.interpolate(grid, size=want[1:3], mode="bilinear", align_corners=False)
             out[key] = grid.permute(0, 2, 3, 1)
         elif "rel_pos" in key:
             line = F.interpolate(value.T[None], size=want[0], mode="linear", align_corners=True)
@@ -393,7 +394,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stop-step", type=int, default=None, help="stop (and save) early at this step")
     parser.add_argument("--resume-warmup", type=int, default=50, help="warm-up steps of a resumed run")
     parser.add_argument(
-        "--patch-size", type=int, default=None, help="ViT patch size (default: the toy spec's); --init is resampled"
+        "--patch-size",
+        type=int,
+        default=None,
+        help="ViT patch size (default: the toy spec's); --init weights of another size are resampled",
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=TOY_SAM_WEIGHTS)

@@ -32,8 +32,8 @@ def test_ground_truth_rows_are_exact_on_the_target_frame(tiny_revos_split, tmp_p
     from visa_lib.pipeline import build_pipeline
 
     pipeline = build_pipeline("toy", sampler="first_frame")
-    ious = write_decomposition(tiny_revos_split, pipeline, tmp_path, rows=("oracle:gt",), progress=False)
-    assert ious["oracle:gt"] == [1.0] * 5
+    scores = write_decomposition(tiny_revos_split, pipeline, tmp_path, rows=("oracle:gt",), progress=False)
+    assert [s.iou for s in scores["oracle:gt"]] == [1.0] * 5
     assert sorted(p.name for p in (tmp_path / "oracle:gt").iterdir()) == ["MOSE", "TAO"]
     with pytest.raises(ValueError, match="unknown rows"):
         write_decomposition(tiny_revos_split, pipeline, tmp_path, rows=("gt:gt",))

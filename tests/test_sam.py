@@ -292,7 +292,7 @@ def test_real_sizes_have_the_official_layout(name):
 def test_toy_sizes():
     spec = SAM_SPECS["toy"]
     assert sam_prompt_dim("toy") == spec.prompt_embed_dim == 64
-    assert spec.embedding_size == 16 and spec.low_res_size == 64
+    assert spec.embedding_size == 32 and spec.low_res_size == 128
 
 
 @pytest.mark.parametrize("spec", [TINY_VIT_B, TINY_VIT_H], ids=["vit_b_layout", "vit_h_layout"])

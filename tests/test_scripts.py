@@ -76,8 +76,20 @@ def test_toy_report_decomposes_the_pipeline(one_video_split, tmp_path):
 
 def test_toy_ablations_scores_every_row_of_table_5(one_video_split, tmp_path):
     table = load_script("toy_ablations").main(["--data-root", str(one_video_split), "--out", str(tmp_path)])
-    assert len(table) == 8 and "first_0" in table and "tfs_12_global_local" in table
-    assert all(0 <= row["overall"] <= 100 for row in table.values())
+    rows = table["table5"]
+    assert len(rows) == 8 and "first_0" in rows and "tfs_12_global_local" in rows
+    assert all(0 <= row["overall"] <= 100 for row in rows.values())
+    assert "tokens_per_frame" not in table
+
+
+def test_toy_ablations_retrains_visa_per_tokens_per_frame(one_video_split, tmp_path, capsys):
+    """14 tokens per frame: a VISA stage with 8 + 4 + 2 clusters is trained (shortened here) and scored."""
+    argv = ["--data-root", str(one_video_split), "--out", str(tmp_path), "--skip-table5"]
+    argv += ["--tokens-per-frame", "14", "--train-steps", "2", "2", "0"]
+    table = load_script("toy_ablations").main(argv)
+    assert list(table) == ["tokens_per_frame"] and list(table["tokens_per_frame"]) == [14]
+    assert 0 <= table["tokens_per_frame"][14]["overall"] <= 100
+    assert "| 14 (56) |" in capsys.readouterr().out
 
 
 def test_train_toy_sam_label_map_lines_up_with_sam_input():

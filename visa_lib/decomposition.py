@@ -22,6 +22,7 @@ the table for the toy.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -56,23 +57,33 @@ def mask_iou(pred: np.ndarray, gt: np.ndarray) -> float:
     return 1.0 if union == 0 else float(np.logical_and(pred, gt).sum() / union)
 
 
+@dataclass(frozen=True)
+class TargetFrameScore:
+    """One expression of one row: the target frame it was segmented on and the IoU of that mask."""
+
+    video: str
+    exp_id: str
+    frame: int
+    iou: float
+
+
 def write_decomposition(
     split: RevosSplit,
     pipeline: VisaPipeline,
     out: str | Path,
     rows: Sequence[str] = ROWS,
     progress: bool = True,
-) -> dict[str, list[float]]:
+) -> dict[str, list[TargetFrameScore]]:
     """Write every row's prediction PNGs under ``out/<row>`` (ReVOS layout).
 
     Returns:
-      dict[str, list[float]]: per row, the IoU of the target-frame mask of every expression.
+      dict[str, list[TargetFrameScore]]: per row, every expression's target frame and mask IoU.
     """
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         raise ValueError(f"write_decomposition: unknown rows {unknown}; choose from {ROWS}")
     out = Path(out)
-    ious: dict[str, list[float]] = {row: [] for row in rows}
+    scores: dict[str, list[TargetFrameScore]] = {row: [] for row in rows}
     total = sum(len(m.expressions) for m in split.videos.values())
     bar = tqdm(total=total, desc="decomposition", unit="expr", disable=not progress)
     for video, meta in split.videos.items():
@@ -103,10 +114,10 @@ def write_decomposition(
                         else np.zeros((len(meta.frames), *gt.shape), dtype=bool)
                     )
                 write_predictions(out / row, video, exp_id, meta.frames, masks)
-                ious[row].append(mask_iou(mask, gt))
+                scores[row].append(TargetFrameScore(video, exp_id, t, mask_iou(mask, gt)))
         bar.update(len(exp_ids))
     bar.close()
-    return ious
+    return scores
 
 
 def decomposition_table(
@@ -118,22 +129,29 @@ def decomposition_table(
     rows: Sequence[str] = ROWS,
     progress: bool = True,
 ) -> dict[str, dict[str, float | None]]:
-    """Run :func:`write_decomposition` and score each row with ``evaluate_revos``.
+    """Run :func:`write_decomposition`, then :func:`score_decomposition`.
 
     Returns:
       ``{row: {"referring", "reasoning", "overall", "no_target" (J&F, 0-100), "overall_R",
       "no_target_R", "target_frame_iou" (0-1)}}``.
     """
+    scores = write_decomposition(split, pipeline, out, rows, progress=progress)
+    return score_decomposition(out, data_root, split_name, scores)
+
+
+def score_decomposition(
+    out: str | Path, data_root: str | Path, split_name: str, scores: dict[str, list[TargetFrameScore]]
+) -> dict[str, dict[str, float | None]]:
+    """Score every row written under ``out`` with ``evaluate_revos`` (:func:`decomposition_table`'s table)."""
     out = Path(out)
-    ious = write_decomposition(split, pipeline, out, rows, progress=progress)
     table: dict[str, dict[str, float | None]] = {}
-    for row in rows:
+    for row in scores:
         summary = evaluate_revos(out / row, data_root, split_name, workers=1, progress=False).summary()
         table[row] = {
             **{k: summary[k]["J&F"] for k in ("referring", "reasoning", "overall", "no_target")},
             "overall_R": summary["overall"]["R"],
             "no_target_R": summary["no_target"]["R"],
-            "target_frame_iou": float(np.mean(ious[row])),
+            "target_frame_iou": float(np.mean([s.iou for s in scores[row]])),
         }
     return table
 

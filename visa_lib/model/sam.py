@@ -111,6 +111,9 @@ SAM_SPECS: dict[str, SamSpec] = {
         encoder_num_heads=4,
         encoder_global_attn_indexes=(1, 3),
         img_size=256,
+        # 8-px patches: a 32 x 32 image embedding (128 x 128 low-res logits), fine enough for small
+        # coins and thin parts that 16-px patches blurred; the encoder still trains on one CPU core.
+        patch_size=8,
         window_size=8,
         prompt_embed_dim=64,
         decoder_mlp_dim=256,
