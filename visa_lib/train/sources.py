@@ -140,12 +140,16 @@ def revos_sources(config: TrainConfig, model: VisaModel, progress: bool = True) 
     warmup = None
     if config.text_warmup_steps:
         descriptions = None
-        if config.text_warmup_answer == "target":
+        if config.text_warmup_answer in ("target", "target_position"):
             from visa_lib.train.target_descriptions import generated_object_descriptions
 
             descriptions = generated_object_descriptions(train, config.train_split, seed=0, progress=progress)
         draw = functools.partial(
-            draw_warmup_sample, cache, frame_range=config.frames, descriptions=descriptions
+            draw_warmup_sample,
+            cache,
+            frame_range=config.frames,
+            descriptions=descriptions,
+            with_position=config.text_warmup_answer == "target_position",
         )
         warmup = SampleStream(draw, rng)
     visa = SampleStream(
