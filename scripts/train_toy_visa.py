@@ -138,7 +138,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--warmup-answer",
-        choices=("target", "target_position", "query"),
+        choices=("target", "query"),
         default="target",
         help="warm-up answer: the target's description (regenerated from the ReasonVOS-lite generator) "
         "or the query itself",

@@ -298,25 +298,6 @@ def test_warmup_answer_names_the_target_objects():
     assert target_answer(descriptions, [1, 3]) == "It is cat."  # one name for two cats
     assert target_answer(descriptions, [3, 2]) == "It is cat and red square."
     assert target_answer(descriptions, []) == NO_TARGET_ANSWER
-    assert target_answer(descriptions, [2], "at the top left") == "It is red square at the top left."
-
-
-def test_where_in_frame_names_the_outer_thirds_of_the_frame():
-    from visa_lib.model.tokenizer import build_toy_tokenizer
-    from visa_lib.train.target_descriptions import where_in_frame
-
-    def box(y0, y1, x0, x1):
-        mask = np.zeros((240, 320), bool)
-        mask[y0:y1, x0:x1] = True
-        return mask
-
-    assert where_in_frame(box(10, 40, 10, 40)) == "at the top left"
-    assert where_in_frame(box(200, 230, 140, 180)) == "at the bottom"
-    assert where_in_frame(box(100, 140, 250, 300)) == "on the right"
-    assert where_in_frame(box(100, 140, 150, 170)) == ""  # the centre: nothing to say
-    assert where_in_frame(np.zeros((240, 320), bool)) == ""
-    tokenizer = build_toy_tokenizer()  # every word of the answers is in the toy vocabulary
-    assert tokenizer.unk_token_id not in tokenizer("It is coin at the bottom right. on the left")["input_ids"]
 
 
 def test_object_descriptions_are_regenerated_for_a_generated_split(tmp_path):

@@ -24,7 +24,7 @@ from visa_lib.data.sampling import TrainingSample, eval_reference_frames, sample
 from visa_lib.model.prompts import ANSWER_LIST, question_templates
 from visa_lib.model.visa import SamImage, VisaModel
 from visa_lib.train.step import VisaSample
-from visa_lib.train.target_descriptions import target_answer, where_in_frame
+from visa_lib.train.target_descriptions import target_answer
 
 
 class FrameFeatureCache:
@@ -154,7 +154,6 @@ def draw_warmup_sample(
     rng: np.random.Generator,
     frame_range: tuple[int, int] = (8, 12),
     descriptions: dict[str, list[str]] | None = None,
-    with_position: bool = False,
 ) -> VisaSample:
     """A text-only warm-up sample for a toy LLM trained from scratch: the answer names the target.
 
@@ -163,8 +162,6 @@ def draw_warmup_sample(
     ``"It is {description of the target}."``: the state before the answer's first word -- the one
     VISA reads for ``[SEG]`` -- must then resolve the query against the frames. Without them the
     answer repeats the query (that state then only predicts the query's first word).
-    ``with_position`` adds where a single target lies on the target frame ("It is coin at the top
-    left."), so that state also has to tell twins apart, which SAM needs to pick one of them.
 
     Same clips and question templates as VISA, but the answer is ``"It is {expression}."`` and
     there is no ``[SEG]``: only the CE loss applies. Copying the query out of a long sequence of
@@ -179,14 +176,9 @@ def draw_warmup_sample(
     if descriptions is None:
         answers = [f"It is {e}." for e in expressions]
     else:
-        answers = []
-        for e in clip.expression_ids:
-            obj_ids = meta.expressions[e].obj_ids
-            where = ""
-            if with_position and len(obj_ids) == 1:
-                t = clip.target_frame
-                where = where_in_frame(cache.split.gt_masks(clip.video, e, frames=slice(t, t + 1))[0] > 0)
-            answers.append(target_answer(descriptions[clip.video], obj_ids, where))
+        answers = [
+            target_answer(descriptions[clip.video], meta.expressions[e].obj_ids) for e in clip.expression_ids
+        ]
     return VisaSample(
         reference_frames=None,
         target_image=None,

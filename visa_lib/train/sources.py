@@ -140,16 +140,12 @@ def revos_sources(config: TrainConfig, model: VisaModel, progress: bool = True) 
     warmup = None
     if config.text_warmup_steps:
         descriptions = None
-        if config.text_warmup_answer in ("target", "target_position"):
+        if config.text_warmup_answer == "target":
             from visa_lib.train.target_descriptions import generated_object_descriptions
 
             descriptions = generated_object_descriptions(train, config.train_split, seed=0, progress=progress)
         draw = functools.partial(
-            draw_warmup_sample,
-            cache,
-            frame_range=config.frames,
-            descriptions=descriptions,
-            with_position=config.text_warmup_answer == "target_position",
+            draw_warmup_sample, cache, frame_range=config.frames, descriptions=descriptions
         )
         warmup = SampleStream(draw, rng)
     visa = SampleStream(

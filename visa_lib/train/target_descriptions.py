@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from visa_lib.data.revos import RevosSplit
@@ -53,34 +52,16 @@ def generated_object_descriptions(
     return out
 
 
-def where_in_frame(mask: np.ndarray) -> str:
-    """Coarse place of a mask's centre in words: "at the top left", "on the right", "" (centre or empty).
-
-    Thirds of the frame: the outer ones name top / bottom and left / right, the middle ones nothing.
-    mask: bool [H, W].
-    """
-    if not mask.any():
-        return ""
-    ys, xs = np.nonzero(mask)
-    h, w = mask.shape
-    row = "top" if ys.mean() < h / 3 else "bottom" if ys.mean() > 2 * h / 3 else ""
-    column = "left" if xs.mean() < w / 3 else "right" if xs.mean() > 2 * w / 3 else ""
-    if row:
-        return " ".join(["at the", row, *([column] if column else [])])
-    return f"on the {column}" if column else ""
-
-
-def target_answer(descriptions: Sequence[str], obj_ids: Sequence[int], where: str = "") -> str:
-    """``"It is {description}[ {where}]."`` for the target objects (distinct descriptions joined by "and").
+def target_answer(descriptions: Sequence[str], obj_ids: Sequence[int]) -> str:
+    """``"It is {description}."`` for the target objects (distinct descriptions joined by "and").
 
     Arguments:
       descriptions (Sequence[str]): of object id ``k + 1`` at index ``k``.
       obj_ids (Sequence[int]): the expression's target object ids (1-based; empty = no target).
-      where (str): where the target is on the target frame (:func:`where_in_frame`), or "".
     Returns:
-      str: e.g. "It is red square and cat.", "It is coin at the top left." or :data:`NO_TARGET_ANSWER`.
+      str: e.g. "It is red square and cat." or :data:`NO_TARGET_ANSWER`.
     """
     if not obj_ids:
         return NO_TARGET_ANSWER
-    names = " and ".join(dict.fromkeys(descriptions[i - 1] for i in obj_ids))
-    return f"It is {names} {where}." if where else f"It is {names}."
+    names = list(dict.fromkeys(descriptions[i - 1] for i in obj_ids))
+    return f"It is {' and '.join(names)}."
