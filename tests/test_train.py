@@ -419,3 +419,20 @@ def test_bad_mixture_file_is_one_line_and_exit_2(tmp_path, capsys):
     assert "needs a mixture file" in capsys.readouterr().err
     with pytest.raises(ValueError, match="data must be 'revos' or a mixture file"):
         TrainConfig(data="mixture.txt")
+
+
+def test_a_mixture_run_resumes_to_the_same_weights(tmp_path, capsys):
+    """`visa train toy --data mixture.yaml --num-workers 2`: 4 steps in one go == resume from the
+    checkpoint of step 2 and train steps 3-4 (the loader starts at the saved global sample index)."""
+    mixture = write_mixture_file(tmp_path)
+    options = ["--pretrained", "false", "--steps", "4", "--micro-batch", "1", "--grad-accum", "1"]
+    options += ["--text-warmup-steps", "0", "--generate-train-videos", "0", "--num-workers", "2"]
+    options += ["--data", str(mixture), "--save-every", "2", "--lora-dropout", "0.05"]
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    assert visa_main(["train", "toy", "--output-dir", str(full), *options]) == 0, capsys.readouterr().err
+    checkpoint = full / "checkpoints" / "0-visa-step000002"  # phase 0: no text warm-up
+    assert checkpoint.is_dir()
+    args = ["train", "toy", "--output-dir", str(resumed), "--resume-from", str(checkpoint), *options]
+    assert visa_main(args) == 0, capsys.readouterr().err
+    weights = [load_file(str(out / "visa" / "model.safetensors")) for out in (full, resumed)]
+    assert max_difference(*weights) == 0.0
