@@ -22,7 +22,6 @@ the table for the toy.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,7 @@ from visa_lib.data.revos import RevosSplit
 from visa_lib.data.video import SplitVideoFrames
 from visa_lib.evaluate import evaluate_revos, write_predictions
 from visa_lib.pipeline import VisaPipeline, run_on_video
+from visa_lib.train.revos_samples import TargetFrameScore
 from visa_lib.xmem.propagate import propagate
 
 #: Every row, in the order tables show them.
@@ -55,16 +55,6 @@ def mask_iou(pred: np.ndarray, gt: np.ndarray) -> float:
     """IoU of two bool masks; 1.0 when both are empty (a correct "no target")."""
     union = np.logical_or(pred, gt).sum()
     return 1.0 if union == 0 else float(np.logical_and(pred, gt).sum() / union)
-
-
-@dataclass(frozen=True)
-class TargetFrameScore:
-    """One expression of one row: the target frame it was segmented on and the IoU of that mask."""
-
-    video: str
-    exp_id: str
-    frame: int
-    iou: float
 
 
 def write_decomposition(
@@ -114,7 +104,9 @@ def write_decomposition(
                         else np.zeros((len(meta.frames), *gt.shape), dtype=bool)
                     )
                 write_predictions(out / row, video, exp_id, meta.frames, masks)
-                scores[row].append(TargetFrameScore(video, exp_id, t, mask_iou(mask, gt)))
+                exp = meta.expressions[exp_id]
+                score = TargetFrameScore(video, exp_id, exp.text, exp.type_id, t, mask_iou(mask, gt))
+                scores[row].append(score)
         bar.update(len(exp_ids))
     bar.close()
     return scores
