@@ -20,6 +20,12 @@ Loss per mask: BCE (mean over pixels) + DICE (VISA's form), on the logits brough
 size by ``postprocess_masks``; averaged over masks. Only the single-mask output is trained (VISA uses
 ``multimask_output=False``); the multimask tokens and the IoU head keep their initial weights.
 
+**Resolution.** The shipped toy SAM has 8-px patches (a 32 x 32 image embedding). Its first three
+stages train at 16-px patches (``--patch-size 16``: ten times cheaper per step); the fourth starts from
+them with ``--init`` at 8-px patches, which ``resample_state`` makes possible (patch kernel, position
+embedding and global relative-position tables resampled, everything else copied), and trains with class
+prompts on every image. ``benchmarks/README.md`` ("Toy SAM") lists the four commands.
+
     OMP_NUM_THREADS=1 nohup python scripts/train_toy_sam.py > outputs/train_toy_sam.log 2>&1 &
 
 Writes ``data_samples/weights/toy_sam.safetensors`` (every ``--save-every`` steps and at the end).
