@@ -17,10 +17,23 @@ are cached once):
 
 Shipped weights: the defaults -- 150 generated training videos, 400 warm-up steps answering
 "It is {description of the target}.", 1000 VISA steps (batch 2, lr 1e-3, decoder lr 1e-4, 4-11
-references, LoRA, expressions with a target only), ~5 min on one core: IoU at one target frame over
-all 95 validation expressions with a target **0.422** (referring 0.429, reasoning 0.415) against
-0.142 for the same model untrained; train 0.538 vs 0.231. For scale: a learnt prompt per target
-*name* fed to the same toy SAM (``scripts/oracle_class_prompts.py``, no LLM) reaches 0.44.
+references, LoRA, expressions with a target only), ~10 min on one core, on the 8-px-patch toy SAM
+(stage 4 of ``scripts/train_toy_sam.py``): IoU at one target frame over all 95 validation expressions
+with a target **0.489** (referring 0.475, reasoning 0.504) against 0.186 for the same model untrained.
+For scale: with the 16-px toy SAM of stage 3 the same recipe gave 0.422 (the previous shipped file)
+and a learnt prompt per target *name* fed to that SAM (``scripts/oracle_class_prompts.py``, no LLM)
+0.44.
+
+Runs with the stage-4 (8-px) toy SAM (95 valid expressions, 2026-12-06):
+
+=============================================================================  =====
+run                                                                             valid
+=============================================================================  =====
+defaults (the shipped weights)                                                  0.489
+``--warmup-steps 1200``                                                         0.494
+defaults on the stage-4 SAM after 100 of its 1500 steps                         0.443
+same, warm-up answers also naming where ("coin at the top left"), not kept     0.397
+=============================================================================  =====
 
 What made it learn (issue 5) was the toy SAM, not the VISA recipe: after its first two training
 stages, SAM's image embedding hardly told objects apart by category, so even the oracle name prompt
@@ -33,7 +46,7 @@ Runs with the stage-3 toy SAM (95 valid expressions; untrained 0.142 with seed 0
 =============================================================================  =====  =====
 run                                                                             valid  train
 =============================================================================  =====  =====
-defaults (the shipped weights)                                                  0.422  0.538
+defaults (the previously shipped weights)                                       0.422  0.538
 defaults, ``--seed 1``                                                          0.410
 ``--with-empty-targets`` (VISA's negatives and no-target expressions too)       0.311
 ``--train-videos 300 --warmup-steps 600 --steps 2000``                          0.326  0.420
@@ -62,7 +75,7 @@ must resolve the query; it makes the ``[SEG]`` embeddings of different queries f
 (mean cosine 0.34 vs 0.58) and fits the training set better, but generalises only with more
 training videos (``--train-videos``; ``--train-videos 0`` uses the 48 shipped ones).
 
-Usage (one core, ~5-10 min)::
+Usage (one core, ~10 min)::
 
     OMP_NUM_THREADS=1 python scripts/train_toy_visa.py --eval-train-items 0   # writes the shipped weights
     python scripts/train_toy_visa.py --warmup-steps 20 --steps 20 --out /tmp/x.safetensors --eval-items 4
