@@ -46,7 +46,7 @@ TINY_VIT_B = dataclasses.replace(TINY_VIT_H, encoder_depth=12, encoder_global_at
 # Small enough for fast decode tests; same structure as the toy.
 SMALL = dataclasses.replace(
     SAM_SPECS["toy"], encoder_embed_dim=16, encoder_depth=2, encoder_num_heads=2,
-    encoder_global_attn_indexes=(1,), img_size=64, window_size=2, prompt_embed_dim=32,
+    encoder_global_attn_indexes=(1,), img_size=64, patch_size=16, window_size=2, prompt_embed_dim=32,
     decoder_mlp_dim=32, decoder_num_heads=2, iou_head_hidden_dim=16,
 )  # fmt: skip
 
