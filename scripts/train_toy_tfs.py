@@ -58,8 +58,16 @@ def _examples(visual, expressions, areas_of, tokenizer):
     return out
 
 
-def build_dataset(num_videos: int, seed: int, model: VideoLLM, tower, tokenizer, progress: bool = True):
-    """Encode generated videos and the shipped train split into training examples."""
+def build_dataset(
+    num_videos: int,
+    seed: int,
+    model: VideoLLM,
+    tower,
+    tokenizer,
+    data_root: Path = REASONVOS_LITE,
+    progress: bool = True,
+):
+    """Encode generated videos and the train split under ``data_root`` into training examples."""
     examples = []
     max_frames = model.config.max_frames
     with torch.no_grad():
@@ -73,7 +81,7 @@ def build_dataset(num_videos: int, seed: int, model: VideoLLM, tower, tokenizer,
                 return masks[list(objs)].any(0)[sub].reshape(len(sub), -1).sum(1)
 
             examples += _examples(visual, exps, areas_of, tokenizer)
-        split = load_revos(REASONVOS_LITE, "train")
+        split = load_revos(data_root, "train")
         for video, meta in tqdm(split.videos.items(), disable=not progress, desc="train split"):
             frames = np.stack(list(split.iter_frames(video)))
             visual = model.pool_patches(tower.encode_frames(subsample(frames, max_frames))).half()
@@ -132,7 +140,7 @@ def train(model: VideoLLM, examples, steps: int, batch: int, lr: float, seed: in
     return model
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -145,22 +153,25 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=TOY_TFS_WEIGHTS)
     parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    parser.add_argument(
+        "--data-root", type=Path, default=REASONVOS_LITE, help="ReVOS-format root with train and valid splits"
+    )
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     start = time.time()
     tokenizer = build_toy_tokenizer()
     tower = build_vision_tower("toy")
     model = VideoLLM(VideoLLMConfig(vocab_size=len(tokenizer)))
-    examples = build_dataset(args.videos, args.seed, model, tower, tokenizer)
+    examples = build_dataset(args.videos, args.seed, model, tower, tokenizer, args.data_root)
     answers = [e[4] for e in examples]
     print(f"{len(examples)} examples; answer histogram:", {a: answers.count(a) for a in sorted(set(answers))})
     train(model, examples, args.steps, args.batch, args.lr, args.seed)
 
     sampler = VideoLLMSampler(model, tokenizer, tower, seed=args.seed)
-    valid = load_revos(REASONVOS_LITE, "valid")
+    valid = load_revos(args.data_root, "valid")
     reports = evaluate_sampler(
-        valid, [sampler, UniformSampler(args.seed), FirstFrameSampler(), OracleSampler()]
+        valid, [sampler, UniformSampler(seed=args.seed), FirstFrameSampler(), OracleSampler()]
     )
     summary = {
         "videos": args.videos,
@@ -176,6 +187,7 @@ def main() -> None:
     save_video_llm(model, tokenizer_vocabulary(tokenizer), args.out, summary)
     print(json.dumps(summary, indent=1))
     print(f"saved {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
+    return summary
 
 
 if __name__ == "__main__":

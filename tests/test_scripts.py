@@ -92,6 +92,23 @@ def test_toy_ablations_retrains_visa_per_tokens_per_frame(one_video_split, tmp_p
     assert "| 14 (56) |" in capsys.readouterr().out
 
 
+def test_train_toy_tfs_trains_scores_and_saves_a_sampler(tmp_path):
+    """A few steps on one generated video + a one-video train split; scored beside the reference samplers."""
+    from visa_lib.data.reasonvos_lite import generate_split
+    from visa_lib.tfs.video_llm import VideoLLMSampler, build_frame_sampler
+
+    root = tmp_path / "data"
+    for split, seed in (("train", 321), ("valid", 123)):
+        generate_split(root, split, seed=seed, num_videos=1, frames_min=12, frames_max=12, progress=False)
+    out = tmp_path / "tfs.safetensors"
+    argv = ["--videos", "1", "--steps", "2", "--batch", "2", "--data-root", str(root), "--out", str(out)]
+    summary = load_script("train_toy_tfs").main(argv)
+    assert [row["sampler"] for row in summary["valid"]] == ["video_llm", "uniform", "first_frame", "oracle"]
+    assert all(0 <= row["hit_rate"] <= 1 and row["count"] > 0 for row in summary["valid"])
+    assert summary["valid"][-1]["hit_rate"] == 1.0  # the oracle sampler always hits
+    assert isinstance(build_frame_sampler("toy", weights=out), VideoLLMSampler)
+
+
 def test_train_toy_sam_label_map_lines_up_with_sam_input():
     import numpy as np
 
