@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from visa_lib.data.reasonvos_lite.generator import generate_split
+from visa_lib.data.reasonvos_lite.generator import SHIPPED_SEEDS, generate_split
 from visa_lib.data.revos import RevosSplit, load_revos
 from visa_lib.model.sam import TOY_SAM_WEIGHTS, build_sam, decode_from_embeddings, encode_frames
 from visa_lib.paths import REASONVOS_LITE
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
     train = load_revos(root, "train")
     names = {
         "train": generated_object_descriptions(train, "train", seed=0, progress=False),
-        "valid": generated_object_descriptions(valid, "valid", seed=1, progress=False),
+        "valid": generated_object_descriptions(valid, "valid", seed=SHIPPED_SEEDS["valid"], progress=False),
     }
     vocabulary = sorted({d for split in names.values() for ds in split.values() for d in ds})
     table = torch.nn.Embedding(len(vocabulary), 64)

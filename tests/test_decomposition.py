@@ -37,3 +37,22 @@ def test_ground_truth_rows_are_exact_on_the_target_frame(tiny_revos_split, tmp_p
     assert sorted(p.name for p in (tmp_path / "oracle:gt").iterdir()) == ["MOSE", "TAO"]
     with pytest.raises(ValueError, match="unknown rows"):
         write_decomposition(tiny_revos_split, pipeline, tmp_path, rows=("gt:gt",))
+
+
+def test_iou_by_kind_groups_no_target_queries_and_sorts_by_count():
+    from visa_lib.decomposition import NO_TARGET_KIND, format_kind_table, iou_by_kind
+    from visa_lib.train.revos_samples import TargetFrameScore
+
+    scores = [
+        TargetFrameScore("v", "0", "the cat", 0, 3, 0.5),
+        TargetFrameScore("v", "1", "what is on the left?", 0, 3, 0.2),
+        TargetFrameScore("v", "2", "the red cat", 0, 3, 0.9),
+        TargetFrameScore("v", "3", "the dog", 2, 3, 1.0),
+    ]
+    kinds = {("v", "0"): "name", ("v", "1"): "position", ("v", "2"): "name", ("v", "3"): "name"}
+    table = iou_by_kind(scores, kinds)
+    assert list(table) == ["name", NO_TARGET_KIND, "position"]
+    assert table["name"] == {"count": 2, "iou": pytest.approx(0.7)}
+    assert table[NO_TARGET_KIND] == {"count": 1, "iou": 1.0}
+    text = format_kind_table({"tfs:visa": table, "oracle:visa": {"name": table["name"]}})
+    assert "| name | 2 | 0.700 | 0.700 |" in text and "| position | 1 | 0.200 | - |" in text

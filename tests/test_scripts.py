@@ -63,8 +63,13 @@ def one_video_split(tmp_path_factory):
     return root
 
 
-def test_toy_report_decomposes_the_pipeline(one_video_split, tmp_path):
-    table = load_script("toy_report").main(["--data-root", str(one_video_split), "--out", str(tmp_path)])
+def test_toy_report_decomposes_the_pipeline(one_video_split, tmp_path, capsys):
+    from visa_lib.data.revos import load_revos
+
+    argv = ["--data-root", str(one_video_split), "--out", str(tmp_path)]
+    argv += ["--generator-seed", "123", "--generator-frames", "12", "12"]
+    summary = load_script("toy_report").main(argv)
+    table = summary["table"]
     assert list(table) == ["tfs:visa", "oracle:visa", "tfs:gt", "oracle:gt"]
     assert table["oracle:gt"]["target_frame_iou"] == 1.0  # the ground-truth rows decode nothing
     assert table["tfs:gt"]["target_frame_iou"] == 1.0
@@ -72,6 +77,13 @@ def test_toy_report_decomposes_the_pipeline(one_video_split, tmp_path):
         assert 0 <= row["overall"] <= 100 and 0 <= row["target_frame_iou"] <= 1
     # ground truth on the frame where the target is largest, carried by XMem, beats no mask at all
     assert table["oracle:gt"]["overall"] > 30
+    # the VISA rows split by query kind; every expression of the video lands in exactly one kind
+    by_kind = summary["iou_by_kind"]
+    assert list(by_kind) == ["tfs:visa", "oracle:visa"]
+    assert sum(g["count"] for g in by_kind["tfs:visa"].values()) == len(
+        list(load_revos(one_video_split, "valid").expressions())
+    )
+    assert "| query kind | expressions |" in capsys.readouterr().out
 
 
 def test_toy_ablations_scores_every_row_of_table_5(one_video_split, tmp_path):

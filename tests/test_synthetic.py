@@ -251,3 +251,21 @@ def test_bad_arguments_raise_clear_errors(tmp_path):
         generate_split(tmp_path, "x", 0, 0)
     with pytest.raises(ValueError, match="colour"):
         sprites.shape_sprite("square", "purple")
+
+
+def test_regenerate_infos_gives_back_objects_and_kinds_and_refuses_a_wrong_seed(tmp_path):
+    from visa_lib.data.reasonvos_lite.generator import generate_split, regenerate_infos
+    from visa_lib.data.revos import load_revos
+
+    generate_split(tmp_path, "valid", seed=5, num_videos=2, frames_min=6, frames_max=8, progress=False)
+    split = load_revos(tmp_path, "valid")
+    infos = regenerate_infos(split, "valid", 5, 6, 8, progress=False)
+    assert list(infos) == list(split.videos)
+    for name, info in infos.items():
+        meta = split.videos[name]
+        assert len(info.expressions) == len(meta.expressions) and info.num_frames == len(meta.frames)
+        for e, exp in enumerate(info.expressions):
+            assert exp.text == meta.expressions[str(e)].text
+            assert [k + 1 for k in exp.objects] == meta.expressions[str(e)].obj_ids
+    with pytest.raises(ValueError, match="seed 6 and frames 6-8"):
+        regenerate_infos(split, "valid", 6, 6, 8, progress=False)

@@ -313,7 +313,7 @@ def test_object_descriptions_are_regenerated_for_a_generated_split(tmp_path):
         assert descs[0].split()[-1] == name.split("_")[-2]  # the video is named after its first object
         used = {i for e in split.videos[name].expressions.values() for i in e.obj_ids}
         assert used <= set(range(1, len(descs) + 1))
-    with pytest.raises(ValueError, match="not generated that way"):
+    with pytest.raises(ValueError, match="pass the seed and frame range"):
         generated_object_descriptions(split, "train", seed=4, progress=False)
 
 

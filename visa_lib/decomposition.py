@@ -16,7 +16,8 @@ Comparing rows tells how much the sampler costs (``tfs`` vs ``oracle``), how muc
 target frame costs (``visa`` vs ``gt``) and how well XMem carries a perfect mask (``oracle:gt``). A
 no-target expression has no "largest" frame: its oracle frame is the sampler's. An empty mask on the
 target frame is "no target" in every frame, as in the pipeline. ``scripts/toy_report.py`` prints
-the table for the toy.
+the table for the toy, and :func:`iou_by_kind` splits a row's target-frame IoU by what the query
+asks (name, position, motion, knowledge, ...).
 """
 
 from __future__ import annotations
@@ -159,4 +160,42 @@ def format_table(table: dict[str, dict[str, float | None]]) -> str:
         cells = [r["referring"], r["reasoning"], r["overall"], r["overall_R"], r["no_target"]]
         text = " | ".join("-" if v is None else f"{v:.2f}" for v in cells)
         lines.append(f"| {ROW_NAMES[row]} | {text} | {r['target_frame_iou']:.3f} |")
+    return "\n".join(lines)
+
+
+#: Group of the expressions without a target in :func:`iou_by_kind`.
+NO_TARGET_KIND = "no target"
+
+
+def iou_by_kind(scores: Sequence[TargetFrameScore], kinds: dict[tuple[str, str], str]) -> dict[str, dict]:
+    """Mean target-frame IoU per query kind.
+
+    Arguments:
+      scores (Sequence[TargetFrameScore]): one row of :func:`write_decomposition`.
+      kinds (dict): ``(video, exp_id) -> kind`` (for ReasonVOS-lite: ``info.expressions[e].kind``
+        from ``generator.regenerate_infos``); expressions without a target (type 2) are grouped
+        as :data:`NO_TARGET_KIND` whatever their kind.
+    Returns:
+      ``{kind: {"count": int, "iou": float}}``, largest group first.
+    """
+    groups: dict[str, list[float]] = {}
+    for s in scores:
+        kind = NO_TARGET_KIND if s.type_id == 2 else kinds[(s.video, s.exp_id)]
+        groups.setdefault(kind, []).append(s.iou)
+    order = sorted(groups, key=lambda k: (-len(groups[k]), k))
+    return {k: {"count": len(groups[k]), "iou": float(np.mean(groups[k]))} for k in order}
+
+
+def format_kind_table(by_row: dict[str, dict[str, dict]]) -> str:
+    """:func:`iou_by_kind` of several rows as Markdown: one line per kind, one column per row."""
+    rows = list(by_row)
+    kinds = list(dict.fromkeys(k for table in by_row.values() for k in table))
+    lines = [
+        "| query kind | expressions | " + " | ".join(f"IoU, {ROW_NAMES[r]}" for r in rows) + " |",
+        "|---|---:|" + "---:|" * len(rows),
+    ]
+    for kind in kinds:
+        count = next(t[kind]["count"] for t in by_row.values() if kind in t)
+        cells = ["-" if kind not in by_row[r] else f"{by_row[r][kind]['iou']:.3f}" for r in rows]
+        lines.append(f"| {kind} | {count} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tqdm.auto import tqdm
-
 from visa_lib.data.revos import RevosSplit
 
 #: Warm-up answer for an expression without a target ("no" and "object" are in the toy vocabulary).
@@ -29,27 +27,20 @@ def generated_object_descriptions(
     Arguments:
       split (RevosSplit): the split as loaded from disk (its video names are checked).
       split_name (str): "train" or "valid", as passed to ``generate_split``.
-      seed (int): the generator seed of that split (the shipped splits use 0).
+      seed (int): the generator seed of that split (``generator.SHIPPED_SEEDS`` for the bundled ones).
       progress (bool): tqdm bar.
     Returns:
       dict[str, list[str]]: video name -> description of object id ``k + 1`` at index ``k``.
     Raises:
-      ValueError: when the regenerated videos do not match the split's names (not generated with
-        ``seed``, or a different generator version) -- then pass descriptions another way.
+      ValueError: when the regenerated videos do not match the split's (``generator.regenerate_infos``).
     """
-    from visa_lib.data.reasonvos_lite.generator import make_video, video_rng
+    from visa_lib.data.reasonvos_lite.generator import regenerate_infos
 
-    out: dict[str, list[str]] = {}
-    for v, name in enumerate(tqdm(list(split.videos), desc="object descriptions", disable=not progress)):
-        _, _, info = make_video(video_rng(seed, v))
-        expected = f"{info.source}/{split_name}_{info.objects[0].category}_{v:04d}"
-        if expected != name:
-            raise ValueError(
-                f"generated_object_descriptions: video {v} of split {split_name!r} is {name!r} but the "
-                f"generator with seed {seed} gives {expected!r}; the split was not generated that way"
-            )
-        out[name] = [" ".join(w for w in (o.colour, o.category) if w) for o in info.objects]
-    return out
+    infos = regenerate_infos(split, split_name, seed, progress=progress)
+    return {
+        name: [" ".join(w for w in (o.colour, o.category) if w) for o in info.objects]
+        for name, info in infos.items()
+    }
 
 
 def target_answer(descriptions: Sequence[str], obj_ids: Sequence[int]) -> str:

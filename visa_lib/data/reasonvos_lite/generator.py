@@ -47,10 +47,12 @@ from visa_lib.data.reasonvos_lite.expressions import (
     candidate_expressions,
     select_expressions,
 )
-from visa_lib.data.revos import FRAME_DIR, Expression, VideoMeta, write_frames, write_revos_split
+from visa_lib.data.revos import FRAME_DIR, Expression, RevosSplit, VideoMeta, write_frames, write_revos_split
 from visa_lib.data.rle import decode_rle, encode_video_rle
 
 FRAMES_MIN, FRAMES_MAX = 24, 40
+#: Generator seed of each bundled split under ``data_samples/reasonvos_lite``.
+SHIPPED_SEEDS: dict[str, int] = {"train": 0, "valid": 1}
 #: An object counts as visible in a frame when at least this many pixels of it are unoccluded.
 MIN_VISIBLE_AREA = 12
 #: Longest side (pixels) of each kind of object, (min, max) at the start of the video.
@@ -403,6 +405,46 @@ def generate_split(
         write_frames(out / FRAME_DIR, meta, frames, jpeg_quality)
         videos.append(meta)
     return write_revos_split(out, split, videos, anno_masks, frames=None)
+
+
+def regenerate_infos(
+    split: RevosSplit,
+    split_name: str,
+    seed: int,
+    frames_min: int = FRAMES_MIN,
+    frames_max: int = FRAMES_MAX,
+    progress: bool = True,
+) -> dict[str, VideoInfo]:
+    """What the ReVOS files of a generated split do not store: each video's objects and query kinds.
+
+    Video ``v`` of a split written by ``generate_split(..., seed, frames_min=..., frames_max=...)`` is
+    ``make_video(video_rng(seed, v), ...)``, so rendering it again (about 0.7 s per video) gives its
+    :class:`VideoInfo` back: ``objects[k]`` is object id ``k + 1`` and ``expressions[e]`` is
+    expression id ``str(e)``.
+
+    Arguments:
+      split (RevosSplit): the split as loaded from disk (its video names are checked).
+      split_name (str): the name it was generated under ("train", "valid").
+      seed, frames_min, frames_max: the arguments it was generated with (:data:`SHIPPED_SEEDS`).
+      progress (bool): tqdm bar.
+    Returns:
+      dict[str, VideoInfo]: video name -> its info.
+    Raises:
+      ValueError: when a regenerated video's name differs from the split's (other seed, other frame
+        range or another generator version).
+    """
+    infos: dict[str, VideoInfo] = {}
+    for v, name in enumerate(tqdm(list(split.videos), desc="regenerate infos", disable=not progress)):
+        _, _, info = make_video(video_rng(seed, v), frames_min=frames_min, frames_max=frames_max)
+        expected = f"{info.source}/{split_name}_{info.objects[0].category}_{v:04d}"
+        if expected != name or len(info.expressions) != len(split.videos[name].expressions):
+            raise ValueError(
+                f"regenerate_infos: video {v} of split {split_name!r} is {name!r} but the generator with "
+                f"seed {seed} and frames {frames_min}-{frames_max} gives {expected!r}; pass the seed and "
+                f"frame range the split was generated with"
+            )
+        infos[name] = info
+    return infos
 
 
 def main(argv: Sequence[str] | None = None) -> None:
