@@ -186,12 +186,19 @@ def iou_by_kind(scores: Sequence[TargetFrameScore], kinds: dict[tuple[str, str],
     return {k: {"count": len(groups[k]), "iou": float(np.mean(groups[k]))} for k in order}
 
 
+def _column_name(row: str) -> str:
+    """E.g. "VISA mask at the sampler's frame" for ``tfs:visa``."""
+    source, mask_from = row.split(":")
+    frame = {"tfs": "the sampler's frame", "oracle": "the largest-target frame"}[source]
+    return f"{'VISA' if mask_from == 'visa' else 'ground-truth'} mask at {frame}"
+
+
 def format_kind_table(by_row: dict[str, dict[str, dict]]) -> str:
     """:func:`iou_by_kind` of several rows as Markdown: one line per kind, one column per row."""
     rows = list(by_row)
     kinds = list(dict.fromkeys(k for table in by_row.values() for k in table))
     lines = [
-        "| query kind | expressions | " + " | ".join(f"IoU, {ROW_NAMES[r]}" for r in rows) + " |",
+        "| query kind | expressions | " + " | ".join(f"IoU, {_column_name(r)}" for r in rows) + " |",
         "|---|---:|" + "---:|" * len(rows),
     ]
     for kind in kinds:
