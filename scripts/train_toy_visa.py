@@ -22,7 +22,8 @@ references, LoRA, expressions with a target only), ~10 min on one core, on the 8
 with a target **0.489** (referring 0.475, reasoning 0.504) against 0.186 for the same model untrained.
 For scale: with the 16-px toy SAM of stage 3 the same recipe gave 0.422 (the previous shipped file)
 and a learnt prompt per target *name* fed to that SAM (``scripts/oracle_class_prompts.py``, no LLM)
-0.44.
+0.44; fed to the shipped 8-px SAM the same oracle reaches 0.595 (train 0.671), so the toy LLM's
+``[SEG]`` state, not SAM, now limits the mask.
 
 Runs with the stage-4 (8-px) toy SAM (95 valid expressions, 2026-12-06):
 
