@@ -313,6 +313,10 @@ def test_object_descriptions_are_regenerated_for_a_generated_split(tmp_path):
         assert descs[0].split()[-1] == name.split("_")[-2]  # the video is named after its first object
         used = {i for e in split.videos[name].expressions.values() for i in e.obj_ids}
         assert used <= set(range(1, len(descs) + 1))
+    from visa_lib.train.revos_samples import drop_no_target_expressions
+
+    # the trainer drops the no-target expressions before asking for the descriptions
+    assert generated_object_descriptions(drop_no_target_expressions(split), "train", seed=3) == found
     with pytest.raises(ValueError, match="pass the seed and frame range"):
         generated_object_descriptions(split, "train", seed=4, progress=False)
 
