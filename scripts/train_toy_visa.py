@@ -7,7 +7,9 @@ are cached once):
    weights -- there is no pretrained toy Chat-UniVi -- and a random LLM's state before ``[SEG]`` is
    the same for every query (cosine ~1.0 between queries), so nothing can be learnt from it. Here
    it learns to answer VISA's question with "It is {query}.", i.e. to find the query among the
-   visual tokens. This stands in for Chat-UniVi's own pretraining.
+   visual tokens. This stands in for Chat-UniVi's own pretraining. With the default
+   ``--warmup-answer target`` the script then reports how often the warmed-up LLM's greedy answer
+   names the target exactly (validation and ``--eval-train-items`` training expressions).
 2. **VISA training** (``--steps``), VISA's recipe: answer "It is [SEG]." (random question/answer
    templates), loss 1.0 CE + 2.0 BCE + 0.5 DICE, clips from VISA's sampler (uniform segments,
    target among the references, 5 % negative frames, up to 3 expressions). Trained (``--mode lora``,
@@ -95,12 +97,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from visa_lib.data.reasonvos_lite.generator import SHIPPED_SEEDS
 from visa_lib.data.revos import load_revos
 from visa_lib.model.build import TOY_VISA_WEIGHTS, build_visa
 from visa_lib.model.checkpoints import save_visa_weights
 from visa_lib.paths import REASONVOS_LITE
 from visa_lib.train import train
 from visa_lib.train.revos_samples import FrameFeatureCache, pick_target_frames, target_frame_scores
+from visa_lib.train.target_descriptions import generated_object_descriptions, warmup_answer_accuracy
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -229,9 +233,34 @@ def mean_iou(scores) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    valid = load_revos(args.data_root, "valid")
+    overrides = train_config_overrides(args)
     start = time.time()
-    run = train("toy", **train_config_overrides(args))
+    # Two calls on one model and one sample stream (the same weights as one call): in between, how
+    # often the warmed-up LLM names the target, the knowledge the [SEG] phase has to build on.
+    warm = train("toy", **{**overrides, "steps": 0, "output_dir": None})
     train_seconds = time.time() - start
+    warmup_accuracy = None
+    bundled = args.data_root.resolve() == REASONVOS_LITE.resolve()  # its generator seed is known
+    if args.warmup_steps and args.warmup_answer == "target" and bundled and not args.random_foundations:
+        warmup_accuracy = {
+            "valid": warmup_answer_accuracy(
+                warm.model,
+                valid,
+                generated_object_descriptions(valid, "valid", SHIPPED_SEEDS["valid"]),
+                pick_target_frames(valid, max_items=args.eval_items),
+            ),
+        }
+        if args.eval_train_items:
+            warmup_accuracy["train"] = warmup_answer_accuracy(
+                warm.model, warm.data.train_split,
+                generated_object_descriptions(warm.data.train_split, "train", 0),
+                pick_target_frames(warm.data.train_split, max_items=args.eval_train_items),
+            )  # fmt: skip
+        print(f"warm-up answers naming the target: {warmup_accuracy}", flush=True)
+    start = time.time()
+    run = train("toy", model=warm.model, data=warm.data, **{**overrides, "text_warmup_steps": 0})
+    train_seconds += time.time() - start
     model, train_split = run.model, run.data.train_split
     pretrained = not args.random_foundations
     untrained = build_visa(
@@ -243,7 +272,6 @@ def main(argv: list[str] | None = None) -> dict:
         seed=args.seed,
     )
 
-    valid = load_revos(args.data_root, "valid")
     items = pick_target_frames(valid, max_items=args.eval_items)
     trained_scores = target_frame_scores(model, valid, items, cache=FrameFeatureCache(model, valid))
     untrained_scores = target_frame_scores(untrained, valid, items)
@@ -266,6 +294,7 @@ def main(argv: list[str] | None = None) -> dict:
         "refs": list(args.refs),
         "mode": args.mode,
         "train_seconds": round(train_seconds, 1),
+        "warmup_answer_accuracy": warmup_accuracy,
         "final_loss": {
             k: float(np.mean([h[k] for h in visa_steps[-50:]])) for k in ("total", "ce", "bce", "dice")
         },

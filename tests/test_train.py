@@ -215,6 +215,19 @@ def test_resumed_run_reaches_the_same_weights(tmp_path):
     assert max_difference(weights_of(full.model), weights_of(resumed.model)) == 0.0
 
 
+def test_warm_up_then_seg_phase_in_two_calls_matches_one_call():
+    """scripts/train_toy_visa.py stops after the warm-up to score its answers, then goes on with the
+    same model and data: the weights must be those of one uninterrupted run."""
+    torch.manual_seed(0)
+    one = train(tiny_config(), model=tiny_model(), data=tiny_data(), progress=False)
+    torch.manual_seed(0)
+    data = tiny_data()
+    warm = train(tiny_config(steps=0), model=tiny_model(), data=data, progress=False)
+    two = train(tiny_config(text_warmup_steps=0), model=warm.model, data=data, progress=False)
+    assert [h["phase"] for h in warm.history + two.history] == [h["phase"] for h in one.history]
+    assert max_difference(weights_of(one.model), weights_of(two.model)) == 0.0
+
+
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     """`accelerate launch --multi_gpu --num_processes 2` on the CPU (gloo), 1 sample per process per
     step, against one process accumulating 2 samples: same samples, same averaged gradient, same weights."""

@@ -321,6 +321,36 @@ def test_object_descriptions_are_regenerated_for_a_generated_split(tmp_path):
         generated_object_descriptions(split, "train", seed=4, progress=False)
 
 
+def test_warmup_answer_accuracy_compares_the_greedy_answer_with_the_target(tmp_path, monkeypatch):
+    from visa_lib.data.reasonvos_lite.generator import generate_split
+    from visa_lib.data.revos import load_revos
+    from visa_lib.model.visa import GenerationResult
+    from visa_lib.train.revos_samples import pick_target_frames
+    from visa_lib.train.target_descriptions import (
+        generated_object_descriptions,
+        target_answer,
+        warmup_answer_accuracy,
+    )
+
+    generate_split(tmp_path, "valid", seed=3, num_videos=1, progress=False)
+    split = load_revos(tmp_path, "valid")
+    descriptions = generated_object_descriptions(split, "valid", seed=3, progress=False)
+    items = pick_target_frames(split)
+    model = build_visa("toy", weights=None, check_trained=False)
+    untrained = warmup_answer_accuracy(model, split, descriptions, items, progress=False)
+    assert untrained == 0.0  # a random LLM does not write "It is cat."
+    truth = {}
+    for video, exp_id, _ in items:
+        exp = split.videos[video].expressions[exp_id]
+        truth[" ".join(exp.text.lower().split())] = target_answer(descriptions[video], exp.obj_ids)
+
+    def oracle(refs, target, query, **kwargs):  # answers right, with other spacing and case
+        return GenerationResult(" " + truth[query].upper(), [], None)
+
+    monkeypatch.setattr(model, "generate", oracle)
+    assert warmup_answer_accuracy(model, split, descriptions, items, progress=False) == 1.0
+
+
 def test_shipped_toy_visa_segments_the_queried_object():
     """The shipped toy VISA learnt: far above the same model untrained, on validation target frames."""
     import warnings

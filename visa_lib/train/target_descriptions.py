@@ -13,7 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
 from visa_lib.data.revos import RevosSplit
+from visa_lib.data.sampling import EVAL_MAX_REFERENCES, eval_reference_frames
+from visa_lib.model.visa import VisaModel
 
 #: Warm-up answer for an expression without a target ("no" and "object" are in the toy vocabulary).
 NO_TARGET_ANSWER = "It is no object."
@@ -56,3 +62,41 @@ def target_answer(descriptions: Sequence[str], obj_ids: Sequence[int]) -> str:
         return NO_TARGET_ANSWER
     names = list(dict.fromkeys(descriptions[i - 1] for i in obj_ids))
     return f"It is {' and '.join(names)}."
+
+
+@torch.no_grad()
+def warmup_answer_accuracy(
+    model: VisaModel,
+    split: RevosSplit,
+    descriptions: dict[str, list[str]],
+    items: Sequence[tuple[str, str, int]],
+    max_refs: int = EVAL_MAX_REFERENCES,
+    progress: bool = True,
+) -> float:
+    """How often a warmed-up toy LLM names the target: greedy answer == :func:`target_answer`.
+
+    The clip of each ``(video, exp_id, target frame)`` is the one VISA's evaluation uses
+    (``eval_reference_frames``) and the question is template 0 with the lower-cased query. Words
+    are compared ignoring spaces and case.
+
+    Arguments:
+      model (VisaModel): after the text-only warm-up (before the ``[SEG]`` phase).
+      split (RevosSplit), descriptions (dict): the data and :func:`generated_object_descriptions`.
+      items (Sequence[tuple[str, str, int]]): e.g. ``pick_target_frames(split)``.
+      max_refs (int): reference budget.
+      progress (bool): tqdm bar.
+    Returns:
+      float: share of exact answers, 0-1.
+    """
+    model.eval()
+    right = 0
+    for video, exp_id, target in tqdm(items, desc="warm-up answers", disable=not progress):
+        meta = split.videos[video]
+        exp = meta.expressions[exp_id]
+        refs = eval_reference_frames(len(meta.frames), target, max_refs)
+        frames = np.stack([split.read_frame(video, t) for t in refs])
+        query = " ".join(exp.text.lower().split())
+        answer = model.generate(frames, split.read_frame(video, target), query, max_new_tokens=12).text
+        want = target_answer(descriptions[video], exp.obj_ids)
+        right += answer.lower().replace(" ", "") == want.lower().replace(" ", "")
+    return right / max(1, len(items))
