@@ -245,20 +245,15 @@ def main(argv: list[str] | None = None) -> dict:
     warmup_accuracy = None
     bundled = args.data_root.resolve() == REASONVOS_LITE.resolve()  # its generator seed is known
     if args.warmup_steps and args.warmup_answer == "target" and bundled and not args.random_foundations:
-        warmup_accuracy = {
-            "valid": warmup_answer_accuracy(
-                warm.model,
-                valid,
-                generated_object_descriptions(valid, "valid", SHIPPED_SEEDS["valid"]),
-                pick_target_frames(valid, max_items=args.eval_items),
-            ),
-        }
+
+        def naming(split, split_name: str, seed: int, max_items: int | None) -> float:
+            items = pick_target_frames(split, max_items)
+            descriptions = generated_object_descriptions(split, split_name, seed)
+            return warmup_answer_accuracy(warm.model, split, descriptions, items)
+
+        warmup_accuracy = {"valid": naming(valid, "valid", SHIPPED_SEEDS["valid"], args.eval_items)}
         if args.eval_train_items:
-            warmup_accuracy["train"] = warmup_answer_accuracy(
-                warm.model, warm.data.train_split,
-                generated_object_descriptions(warm.data.train_split, "train", 0),
-                pick_target_frames(warm.data.train_split, max_items=args.eval_train_items),
-            )  # fmt: skip
+            warmup_accuracy["train"] = naming(warm.data.train_split, "train", 0, args.eval_train_items)
         print(f"warm-up answers naming the target: {warmup_accuracy}", flush=True)
     start = time.time()
     run = train("toy", model=warm.model, data=warm.data, **{**overrides, "text_warmup_steps": 0})
