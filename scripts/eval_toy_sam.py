@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage
 from tqdm.auto import tqdm
 
 from visa_lib.model.sam import (
     TOY_SAM_WEIGHTS,
     build_sam,
+    center_point,
     decode_from_prompts,
     encode_frames,
     masks_from_logits,
@@ -55,18 +55,6 @@ class FrameSample:
 
     frame: np.ndarray
     masks: np.ndarray
-
-
-def center_point(mask: np.ndarray) -> tuple[float, float]:
-    """``(x, y)`` of the mask pixel farthest from the background (ties: first in raster order).
-
-    Args:
-        mask: bool [H,W], non-empty.
-    """
-    # Pad so that an object touching the frame border still has a boundary there.
-    dist = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
-    return float(x), float(y)
 
 
 def mask_box(mask: np.ndarray) -> tuple[float, float, float, float]:

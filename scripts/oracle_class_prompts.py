@@ -11,7 +11,12 @@ target is largest, the frames ``scripts/train_toy_visa.py`` scores.
 
 It is a ceiling for target-naming only: an expression whose target shares its description with
 another object ("the red square moving left" next to a second red square) cannot be told apart by
-the name, so the oracle segments both.
+the name, so the oracle segments both. On the validation split the script therefore splits its IoU
+into expressions whose target description is *unique* in the video and *twinned* ones, and by query
+kind (the bundled split is regenerated for the kinds). Beside it, at the same frames, the same SAM
+(decoder as shipped) told *where* the target is: one click per target object at its deepest pixel
+(``center_point``). The gap between the two rows is what a one-token identity prompt costs SAM; for
+the oracle's mask the script also reports precision and recall against the ground truth.
 
     OMP_NUM_THREADS=1 python scripts/oracle_class_prompts.py                       # shipped toy SAM
     OMP_NUM_THREADS=1 python scripts/oracle_class_prompts.py --sam-checkpoint OTHER.safetensors
@@ -22,15 +27,24 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from visa_lib.data.reasonvos_lite.generator import SHIPPED_SEEDS, generate_split
+from visa_lib.data.reasonvos_lite.generator import SHIPPED_SEEDS, generate_split, regenerate_infos
 from visa_lib.data.revos import RevosSplit, load_revos
-from visa_lib.model.sam import TOY_SAM_WEIGHTS, build_sam, decode_from_embeddings, encode_frames
+from visa_lib.metrics import jaccard
+from visa_lib.model.sam import (
+    TOY_SAM_WEIGHTS,
+    build_sam,
+    center_point,
+    decode_from_embeddings,
+    decode_from_prompts,
+    encode_frames,
+)
 from visa_lib.paths import REASONVOS_LITE
 from visa_lib.train.losses import dice_loss, sigmoid_ce_loss
 from visa_lib.train.revos_samples import pick_target_frames
@@ -41,6 +55,22 @@ def target_name(split: RevosSplit, descriptions: dict[str, list[str]], video: st
     """Description of an expression's first target object."""
     obj_ids = split.videos[video].expressions[exp_id].obj_ids
     return descriptions[video][obj_ids[0] - 1]
+
+
+def twinned(split: RevosSplit, descriptions: dict[str, list[str]], video: str, exp_id: str) -> bool:
+    """Whether an object that is not a target shares the description of the first target object."""
+    obj_ids = split.videos[video].expressions[exp_id].obj_ids
+    name = descriptions[video][obj_ids[0] - 1]
+    return any(d == name and k + 1 not in obj_ids for k, d in enumerate(descriptions[video]))
+
+
+def mean_by(rows: Sequence[dict], key: str, value: str = "iou") -> dict:
+    """``{group: {"count", value}}`` of ``rows`` grouped by ``row[key]``, largest group first."""
+    groups: dict = {}
+    for row in rows:
+        groups.setdefault(row[key], []).append(row[value])
+    order = sorted(groups, key=lambda g: (-len(groups[g]), str(g)))
+    return {str(g): {"count": len(groups[g]), value: float(np.mean(groups[g]))} for g in order}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -67,6 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     table = torch.nn.Embedding(len(vocabulary), 64)
     torch.nn.init.normal_(table.weight, std=0.5)
     sam = build_sam("toy", checkpoint=args.sam_checkpoint)
+    shipped_sam = build_sam("toy", checkpoint=args.sam_checkpoint)  # its decoder stays as trained for clicks
     groups = [{"params": table.parameters(), "lr": args.table_lr}]
     if args.decoder_lr > 0:
         groups.append({"params": sam.mask_decoder.parameters(), "lr": args.decoder_lr})
@@ -97,24 +128,62 @@ def main(argv: list[str] | None = None) -> dict:
         optimizer.step()
 
     @torch.no_grad()
-    def score(split, split_name, items) -> dict[str, float]:
-        ious: dict[int, list[float]] = {0: [], 1: []}
+    def score_rows(split, split_name, items) -> list[dict]:
+        rows = []
         for video, exp_id, t in items:
             pred = (logits_for(split, split_name, video, exp_id, t)[0] > 0).numpy()
             gt = split.gt_masks(video, exp_id, frames=slice(t, t + 1))[0] > 0
-            union = np.logical_or(pred, gt).sum()
-            iou = 1.0 if union == 0 else float(np.logical_and(pred, gt).sum() / union)
-            ious[split.videos[video].expressions[exp_id].type_id].append(iou)
-        out = {"all": float(np.mean(ious[0] + ious[1])), "items": len(items)}
-        out.update(
-            {name: float(np.mean(ious[t])) for t, name in ((0, "referring"), (1, "reasoning")) if ious[t]}
-        )
+            hit = float(np.logical_and(pred, gt).sum())
+            rows.append(
+                {
+                    "video": video,
+                    "exp_id": exp_id,
+                    "frame": t,
+                    "type_id": split.videos[video].expressions[exp_id].type_id,
+                    "iou": float(jaccard(pred, gt)),
+                    "precision": hit / max(float(pred.sum()), 1.0),
+                    "recall": hit / max(float(gt.sum()), 1.0),
+                }
+            )
+        return rows
+
+    @torch.no_grad()
+    def click_iou(split, split_name, video, exp_id, t) -> float:
+        """SAM as shipped, one click per target object visible at frame t; the union of the masks."""
+        per_object: dict[int, np.ndarray] = {}
+        gt = split.gt_masks(video, exp_id, frames=slice(t, t + 1), decoded=per_object)[0] > 0
+        clicks = [center_point(m[0] > 0) for m in per_object.values() if (m[0] > 0).any()]
+        emb, resized, original = sam_image(split, split_name, video, t)
+        points = (torch.tensor([[c] for c in clicks]), torch.ones(len(clicks), 1, dtype=torch.int64))
+        logits = decode_from_prompts(shipped_sam, emb, resized, original, points=points)
+        return float(jaccard((logits > 0).any(0).numpy(), gt))
+
+    def summary(rows: list[dict]) -> dict:
+        out = {"all": float(np.mean([r["iou"] for r in rows])), "items": len(rows)}
+        for t, name in ((0, "referring"), (1, "reasoning")):
+            of_type = [r["iou"] for r in rows if r["type_id"] == t]
+            if of_type:
+                out[name] = float(np.mean(of_type))
+        out["precision"] = float(np.mean([r["precision"] for r in rows]))
+        out["recall"] = float(np.mean([r["recall"] for r in rows]))
         return out
 
+    valid_rows = score_rows(valid, "valid", pick_target_frames(valid))
+    infos = regenerate_infos(valid, "valid", SHIPPED_SEEDS["valid"], progress=False)
+    for row in tqdm(valid_rows, desc="clicks", mininterval=10):
+        row["click_iou"] = click_iou(valid, "valid", row["video"], row["exp_id"], row["frame"])
+        row["kind"] = infos[row["video"]].expressions[int(row["exp_id"])].kind
+        row["target"] = "twinned" if twinned(valid, names["valid"], row["video"], row["exp_id"]) else "unique"
+    by_target = mean_by(valid_rows, "target")
+    for group, click in mean_by(valid_rows, "target", "click_iou").items():
+        by_target[group]["click_iou"] = click["click_iou"]
     result = {
         "sam_checkpoint": str(args.sam_checkpoint),
-        "valid_iou": score(valid, "valid", pick_target_frames(valid)),
-        "train_iou": score(train, "train", pick_target_frames(train, max_items=100)),
+        "valid_iou": summary(valid_rows),
+        "valid_click_iou": float(np.mean([r["click_iou"] for r in valid_rows])),
+        "valid_by_target": by_target,
+        "valid_by_kind": mean_by(valid_rows, "kind"),
+        "train_iou": summary(score_rows(train, "train", pick_target_frames(train, max_items=100))),
     }
     print(json.dumps(result, indent=1))
     return result

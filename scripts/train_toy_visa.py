@@ -196,6 +196,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--sam-checkpoint", type=Path, default=None, help="toy SAM to build on (default: the shipped one)"
     )
+    parser.add_argument(
+        "--clip-checkpoint",
+        type=Path,
+        default=None,
+        help="toy CLIP to build on (default: the shipped one; scripts/train_toy_clip.py writes others)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     return parser.parse_args(argv)
@@ -222,6 +228,7 @@ def train_config_overrides(args: argparse.Namespace) -> dict:
         "seed": args.seed,
         "output_dir": str(args.output_dir) if args.output_dir else None,
         "sam_weights": str(args.sam_checkpoint) if args.sam_checkpoint else None,
+        "clip_weights": str(args.clip_checkpoint) if args.clip_checkpoint else None,
     }
 
 
@@ -264,6 +271,7 @@ def main(argv: list[str] | None = None) -> dict:
         "toy",
         weights=None,
         sam_weights=args.sam_checkpoint,
+        clip_weights=args.clip_checkpoint,
         pretrained=pretrained,
         check_trained=False,
         seed=args.seed,
@@ -304,6 +312,7 @@ def main(argv: list[str] | None = None) -> dict:
         "decoder_lr": args.decoder_lr,
         "head_lr": args.head_lr,
         "random_foundations": bool(args.random_foundations),
+        "clip_checkpoint": str(args.clip_checkpoint) if args.clip_checkpoint else None,
     }
     print(json.dumps(result, indent=1), flush=True)
     save_visa_weights(model, args.out, extra=result)

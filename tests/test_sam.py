@@ -17,6 +17,7 @@ from visa_lib.model.sam import (
     PIXEL_STD,
     SAM_SPECS,
     build_sam,
+    center_point,
     decode_from_embeddings,
     decode_from_prompts,
     encode_frames,
@@ -404,7 +405,7 @@ def test_eval_prompts_and_baselines_by_hand():
     mask = np.zeros((20, 30), bool)
     mask[4:11, 5:20] = True  # 7 x 15 rectangle
     assert ev.mask_box(mask) == (5.0, 4.0, 19.0, 10.0)
-    x, y = ev.center_point(mask)
+    x, y = center_point(mask)
     assert y == 7.0 and 8 <= x <= 16 and mask[int(y), int(x)]  # 3 px from the top and bottom edges
     assert ev.iou(ev.box_baseline(mask), mask) == 1.0
     disk = ev.disk_baseline(mask, 2.0)

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from visa_lib.model.vision import TOY_CLIP_WEIGHTS
 from visa_lib.paths import REPO_ROOT
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -24,6 +25,8 @@ def test_train_toy_visa_writes_weights_that_build_visa_loads(tmp_path):
 
     out = tmp_path / "visa.safetensors"
     args = [
+        "--clip-checkpoint",
+        str(TOY_CLIP_WEIGHTS),
         "--train-videos",
         "0",
         "--warmup-steps",
@@ -43,6 +46,7 @@ def test_train_toy_visa_writes_weights_that_build_visa_loads(tmp_path):
     assert result["steps"] == 2 and result["valid_items"] == 2
     assert 0 <= result["valid_iou_trained"]["all"] <= 1
     assert read_visa_weights_metadata(out)["extra"]["warmup_steps"] == 2
+    assert read_visa_weights_metadata(out)["extra"]["clip_checkpoint"] == str(TOY_CLIP_WEIGHTS)
     model = build_visa("toy", weights=out, check_trained=False)
     assert model.seg_token_id == len(model.tokenizer) - 1
 
@@ -51,6 +55,31 @@ def test_oracle_class_prompts_scores_valid_and_train(tmp_path):
     result = load_script("oracle_class_prompts").main(["--train-videos", "1", "--steps", "2"])
     assert result["valid_iou"]["items"] == 95  # every valid expression with a target
     assert 0 <= result["valid_iou"]["all"] <= 1 and 0 <= result["train_iou"]["all"] <= 1
+    by_target = result["valid_by_target"]
+    assert by_target["unique"]["count"] + by_target["twinned"]["count"] == 95
+    assert sum(k["count"] for k in result["valid_by_kind"].values()) == 95
+    # told where the target is, the shipped SAM segments it far better than a 2-step name prompt
+    assert result["valid_click_iou"] > 0.7 > result["valid_iou"]["all"]
+
+
+def test_train_toy_clip_position_probe_reads_positions_not_noise():
+    import torch
+
+    clip_script = load_script("train_toy_clip")
+    where = clip_script.patch_positions(16)  # a 4 x 4 grid
+    assert where.shape == (1, 16, 2)
+    assert where[0, 0].tolist() == [-1.0, -1.0] and where[0, 3].tolist() == [1.0, -1.0]
+    assert where[0, -1].tolist() == [1.0, 1.0]
+    generator = torch.Generator().manual_seed(0)
+    noise = torch.randn(8, 16, 4, generator=generator)
+    assert clip_script.position_r2(noise) < 0.3
+    tokens = torch.cat([where.expand(8, -1, -1), noise], -1)  # position linearly in the tokens
+    assert clip_script.position_r2(tokens) == pytest.approx(1.0)
+
+
+def test_train_toy_clip_trains_the_position_objective():
+    _tower, summary = load_script("train_toy_clip").train(2, 2, 1e-3, 0, position_weight=1.0, progress=False)
+    assert summary["position_weight"] == 1.0 and summary["heldout_position_r2"] <= 1.0
 
 
 @pytest.fixture(scope="module")

@@ -397,6 +397,21 @@ def postprocess_masks(
     return x[:, 0]
 
 
+def center_point(mask: np.ndarray) -> tuple[float, float]:
+    """``(x, y)`` of the mask pixel farthest from the background (ties: first in raster order): the
+    usual "first click" of interactive segmentation.
+
+    Arguments:
+      mask (bool [H,W]): non-empty.
+    """
+    from scipy import ndimage
+
+    # Pad so that an object touching the frame border still has a boundary there.
+    dist = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    return float(x), float(y)
+
+
 def masks_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Binary masks from logits with SAM's threshold (``logits > 0``); bool of the same shape."""
     return logits > Sam.mask_threshold
