@@ -45,6 +45,7 @@ from visa_lib.model.sam import (
     decode_from_prompts,
     encode_frames,
 )
+from visa_lib.model.visa import build_seg_head
 from visa_lib.paths import REASONVOS_LITE
 from visa_lib.train.losses import dice_loss, sigmoid_ce_loss
 from visa_lib.train.revos_samples import pick_target_frames
@@ -55,6 +56,15 @@ def target_name(split: RevosSplit, descriptions: dict[str, list[str]], video: st
     """Description of an expression's first target object."""
     obj_ids = split.videos[video].expressions[exp_id].obj_ids
     return descriptions[video][obj_ids[0] - 1]
+
+
+def target_centroid(mask: np.ndarray) -> torch.Tensor:
+    """Centre of mass ``(x, y)`` of a bool [H,W] mask scaled to [-1, 1] (0, 0 if empty): float [2]."""
+    h, w = mask.shape
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return torch.zeros(2)
+    return torch.tensor([xs.mean() / (w - 1), ys.mean() / (h - 1)], dtype=torch.float32) * 2 - 1
 
 
 def twinned(split: RevosSplit, descriptions: dict[str, list[str]], video: str, exp_id: str) -> bool:
@@ -80,6 +90,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=1500, help="one (expression, frame) per step")
     parser.add_argument("--decoder-lr", type=float, default=1e-4, help="0 keeps the mask decoder frozen")
     parser.add_argument("--table-lr", type=float, default=1e-2)
+    parser.add_argument(
+        "--where",
+        action="store_true",
+        help="the oracle also knows where the target is: VISA's [SEG] head turns (name vector, target "
+        "centroid x, y in [-1, 1]) into the prompt -- what a perfect LLM state holding both would give",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
@@ -99,6 +115,9 @@ def main(argv: list[str] | None = None) -> dict:
     sam = build_sam("toy", checkpoint=args.sam_checkpoint)
     shipped_sam = build_sam("toy", checkpoint=args.sam_checkpoint)  # its decoder stays as trained for clicks
     groups = [{"params": table.parameters(), "lr": args.table_lr}]
+    head = build_seg_head(64 + 2, 64)
+    if args.where:
+        groups.append({"params": head.parameters(), "lr": 1e-3})  # VISA's lr for its [SEG] head
     if args.decoder_lr > 0:
         groups.append({"params": sam.mask_decoder.parameters(), "lr": args.decoder_lr})
     optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
@@ -114,7 +133,11 @@ def main(argv: list[str] | None = None) -> dict:
     def logits_for(split, split_name, video, exp_id, t):
         emb, resized, original = sam_image(split, split_name, video, t)
         index = vocabulary.index(target_name(split, names[split_name], video, exp_id))
-        return decode_from_embeddings(sam, emb, table(torch.tensor([index])), resized, original)
+        prompt = table(torch.tensor([index]))
+        if args.where:
+            gt = split.gt_masks(video, exp_id, frames=slice(t, t + 1))[0] > 0
+            prompt = head(torch.cat([prompt, target_centroid(gt)[None]], -1))
+        return decode_from_embeddings(sam, emb, prompt, resized, original)
 
     with_target = [(v, e.exp_id) for v, e in train.expressions() if e.obj_ids]
     for _ in tqdm(range(args.steps), desc="oracle prompts", mininterval=10):
@@ -179,6 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
         by_target[group]["click_iou"] = click["click_iou"]
     result = {
         "sam_checkpoint": str(args.sam_checkpoint),
+        "where": args.where,
         "valid_iou": summary(valid_rows),
         "valid_click_iou": float(np.mean([r["click_iou"] for r in valid_rows])),
         "valid_by_target": by_target,

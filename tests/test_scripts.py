@@ -51,8 +51,11 @@ def test_train_toy_visa_writes_weights_that_build_visa_loads(tmp_path):
     assert model.seg_token_id == len(model.tokenizer) - 1
 
 
-def test_oracle_class_prompts_scores_valid_and_train(tmp_path):
-    result = load_script("oracle_class_prompts").main(["--train-videos", "1", "--steps", "2"])
+@pytest.mark.parametrize("where", [False, True])
+def test_oracle_class_prompts_scores_valid_and_train(where):
+    extra = ["--where"] if where else []
+    result = load_script("oracle_class_prompts").main(["--train-videos", "1", "--steps", "2", *extra])
+    assert result["where"] is where
     assert result["valid_iou"]["items"] == 95  # every valid expression with a target
     assert 0 <= result["valid_iou"]["all"] <= 1 and 0 <= result["train_iou"]["all"] <= 1
     by_target = result["valid_by_target"]
@@ -80,6 +83,18 @@ def test_train_toy_clip_position_probe_reads_positions_not_noise():
 def test_train_toy_clip_trains_the_position_objective():
     _tower, summary = load_script("train_toy_clip").train(2, 2, 1e-3, 0, position_weight=1.0, progress=False)
     assert summary["position_weight"] == 1.0 and summary["heldout_position_r2"] <= 1.0
+
+
+def test_oracle_target_centroid_is_scaled_to_the_frame():
+    import numpy as np
+
+    centroid = load_script("oracle_class_prompts").target_centroid
+    mask = np.zeros((5, 9), bool)
+    mask[0, 0] = mask[4, 8] = True  # the two opposite corners: centre of the frame
+    assert centroid(mask).tolist() == [0.0, 0.0]
+    mask[4, 8] = False
+    assert centroid(mask).tolist() == [-1.0, -1.0]  # top left
+    assert centroid(np.zeros((5, 9), bool)).tolist() == [0.0, 0.0]
 
 
 @pytest.fixture(scope="module")
