@@ -13,8 +13,10 @@ last layer:
 * presence: which categories / colours appear anywhere in the frame (multi-label, mean-pooled),
 * patch position (``--position-weight``): where the patch is, ``(x, y)`` in [-1, 1] regressed
   linearly from the token. Real CLIP ViT-L/14 tokens keep their position (a linear probe reads it
-  back well); without this objective the toy's tokens lose it (R^2 ~0.2), and since Chat-UniVi's
-  merged tokens carry no positional embedding, the toy LLM then cannot tell where anything is.
+  back well); without this objective the toy's tokens lose it (held-out R^2 -0.12 for the shipped
+  tower, 0.95 with ``--position-weight 1``), and since Chat-UniVi's merged tokens carry no positional
+  embedding, the toy LLM then cannot tell where anything is. (Measured on the toy VISA: it did not
+  help yet, see benchmarks/README.md, issue 15; the shipped tower was trained without it.)
 
 Usage (one core, ~10 minutes when the core is free; the shipped weights took 18 min on a busy machine):
     OMP_NUM_THREADS=1 python scripts/train_toy_clip.py
