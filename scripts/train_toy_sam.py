@@ -15,6 +15,11 @@ visible objects, and ``--class-prob`` of the images also with class prompts:
   description and ask for an empty mask. These vectors are discarded after training; they make the
   frozen image embedding carry category/colour information and get the decoder used to one-token
   prompts, which is how VISA will prompt it.
+* **where** (``--where-prob`` of the images): one-token prompts that name AND place one object:
+  its description's class vector plus a learnt linear map of its centroid ``(x, y)`` in [-1, 1];
+  the target is that object alone. A point prompt marks a place through random Fourier features
+  that a small ``[SEG]`` head cannot produce; this teaches the decoder a code it can
+  (benchmarks/README.md, issue 15). ``--freeze-encoder`` trains only the prompt encoder and decoder.
 
 Loss per mask: BCE (mean over pixels) + DICE (VISA's form), on the logits brought back to the frame
 size by ``postprocess_masks``; averaged over masks. Only the single-mask output is trained (VISA uses
@@ -157,6 +162,16 @@ def sample_image(rng: np.random.Generator, pool: list[Clip], max_objects: int = 
             return np.ascontiguousarray(frame), np.ascontiguousarray(masks), clip.descriptions, chosen
 
 
+def object_centroids(masks: np.ndarray) -> torch.Tensor:
+    """Centre of mass ``(x, y)`` of each non-empty bool mask [K,H,W], scaled to [-1, 1]: float [K, 2]."""
+    h, w = masks.shape[-2:]
+    out = []
+    for mask in masks:
+        ys, xs = np.nonzero(mask)
+        out.append([xs.mean() / (w - 1) * 2 - 1, ys.mean() / (h - 1) * 2 - 1])
+    return torch.tensor(out, dtype=torch.float32)
+
+
 def class_targets(
     rng: np.random.Generator, masks: np.ndarray, descriptions: list[str], chosen: np.ndarray
 ) -> tuple[list[int], np.ndarray]:
@@ -292,7 +307,12 @@ def train(args: argparse.Namespace) -> None:
     torch.nn.init.normal_(class_embed.weight, std=0.5)
     # a linear probe of the image embedding (discarded after training, like the class vectors)
     dense_head = torch.nn.Conv2d(dim, len(DESCRIPTIONS) + 1, kernel_size=1)
+    where_proj = torch.nn.Linear(2, dim)  # centroid -> prompt offset (discarded too)
+    if args.freeze_encoder:
+        sam.image_encoder.requires_grad_(False)
     params = [p for p in sam.parameters() if p.requires_grad] + list(class_embed.parameters())
+    if args.where_prob > 0:
+        params += list(where_proj.parameters())
     if args.dense_class_weight > 0:
         params += list(dense_head.parameters())
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
@@ -320,7 +340,8 @@ def train(args: argparse.Namespace) -> None:
         images = [sample_image(rng, pool) for _ in range(args.batch)]
         pixels, resized = preprocess_for_sam(np.stack([im[0] for im in images]), img_size)
         original = images[0][0].shape[:2]
-        embeddings = sam.image_encoder(pixels)
+        with torch.set_grad_enabled(not args.freeze_encoder):
+            embeddings = sam.image_encoder(pixels)
         losses = []
         dense = torch.zeros(())
         if args.dense_class_weight > 0:
@@ -330,11 +351,17 @@ def train(args: argparse.Namespace) -> None:
         for b, (_frame, masks, descriptions, chosen) in enumerate(images):
             # The image encoder dominates the cost, so each image is decoded several times.
             kinds = ["point", "box"] + (["class"] if rng.random() < args.class_prob else [])
+            kinds += ["where"] if rng.random() < args.where_prob else []
             emb = embeddings[b : b + 1]
             for kind in kinds:
                 if kind == "class":
                     indices, targets = class_targets(rng, masks, descriptions, chosen)
                     prompts = class_embed(torch.tensor(indices))
+                    logits = decode_from_embeddings(sam, emb, prompts, resized, original)
+                elif kind == "where":
+                    targets = masks[chosen]
+                    names = torch.tensor([DESCRIPTIONS.index(descriptions[k]) for k in chosen])
+                    prompts = class_embed(names) + where_proj(object_centroids(targets))
                     logits = decode_from_embeddings(sam, emb, prompts, resized, original)
                 elif kind == "point":
                     targets = masks[chosen]
@@ -385,6 +412,15 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         default=0.0,
         help="weight of a per-pixel description loss on the image embedding (a linear probe)",
+    )
+    parser.add_argument(
+        "--where-prob",
+        type=float,
+        default=0.0,
+        help="share of images also decoded with one-token prompts naming and placing one object",
+    )
+    parser.add_argument(
+        "--freeze-encoder", action="store_true", help="train the prompt encoder and mask decoder only"
     )
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=0.01)

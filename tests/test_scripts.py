@@ -178,3 +178,24 @@ def test_train_toy_sam_label_map_lines_up_with_sam_input():
     assert (labels[48:] == -1).all()  # padding rows of the 256-square input are ignored
     assert labels[5, 5] == script.DESCRIPTIONS.index("cat") and labels[30, 40] == background
     assert labels[47, 63] == script.DESCRIPTIONS.index("red square")
+
+
+def test_train_toy_sam_where_prompts_train_the_decoder_not_a_frozen_encoder(tmp_path):
+    import numpy as np
+    import torch
+
+    from visa_lib.model.sam import TOY_SAM_WEIGHTS, read_checkpoint
+
+    script = load_script("train_toy_sam")
+    masks = np.zeros((2, 11, 21), dtype=bool)
+    masks[0, 0, 0] = masks[1, 10, 20] = True  # two one-pixel objects in opposite corners
+    assert script.object_centroids(masks).tolist() == [[-1.0, -1.0], [1.0, 1.0]]
+    out = tmp_path / "sam.safetensors"
+    args = ["--init", str(TOY_SAM_WEIGHTS), "--freeze-encoder", "--where-prob", "1", "--class-prob", "0"]
+    args += ["--steps", "1", "--pool", "2", "--eval-videos", "1", "--lr", "1e-2", "--out", str(out)]
+    script.main(args)
+    before, after = read_checkpoint(TOY_SAM_WEIGHTS), read_checkpoint(out)
+    encoder = [k for k in before if k.startswith("image_encoder.")]
+    decoder = [k for k in before if k.startswith("mask_decoder.")]
+    assert encoder and all(torch.equal(before[k], after[k]) for k in encoder)
+    assert any(not torch.equal(before[k], after[k]) for k in decoder)
