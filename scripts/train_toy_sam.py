@@ -214,6 +214,35 @@ def class_prompt_miou(sam: torch.nn.Module, class_embed: torch.nn.Embedding, cli
     return float(np.mean(scores)) * 100
 
 
+@torch.no_grad()
+def where_prompt_miou(
+    sam: torch.nn.Module, class_embed: torch.nn.Embedding, where_proj: torch.nn.Linear, clips: list[Clip]
+) -> dict[str, float]:
+    """Mean IoU (x100) of "where" prompts on held-out clips, one per visible object (target: that object).
+
+    Split by whether another visible object shares the description (``twinned``): only the position
+    code can pick the right one of those.
+    """
+    scores: dict[str, list[float]] = {"unique": [], "twinned": []}
+    for clip in clips:
+        embeddings, resized, original = encode_frames(sam, clip.frames)
+        for t in range(len(clip.frames)):
+            masks = clip.masks[:, t]
+            visible = [k for k in range(len(masks)) if masks[k].sum() >= MIN_AREA]
+            if not visible:
+                continue
+            names = torch.tensor([DESCRIPTIONS.index(clip.descriptions[k]) for k in visible])
+            prompts = class_embed(names) + where_proj(object_centroids(masks[visible]))
+            logits = decode_from_embeddings(sam, embeddings[t : t + 1], prompts, resized, original)
+            for k, pred in zip(visible, (logits > 0).numpy(), strict=True):
+                gt = masks[k]
+                twins = sum(clip.descriptions[j] == clip.descriptions[k] for j in visible) > 1
+                union = np.logical_or(pred, gt).sum()
+                iou = 1.0 if union == 0 else np.logical_and(pred, gt).sum() / union
+                scores["twinned" if twins else "unique"].append(iou)
+    return {group: float(np.mean(v)) * 100 for group, v in scores.items() if v}
+
+
 def label_map(
     masks: np.ndarray, descriptions: list[str], resized: tuple[int, int], size: int
 ) -> torch.Tensor:
@@ -386,11 +415,15 @@ def train(args: argparse.Namespace) -> None:
             sam.eval()
             result = evaluate(sam, heldout, progress=False)
             class_miou = class_prompt_miou(sam, class_embed, heldout_clips)
+            where = ""
+            if args.where_prob > 0:
+                by_group = where_prompt_miou(sam, class_embed, where_proj, heldout_clips)
+                where = " where " + " ".join(f"{g} {v:.1f}" for g, v in by_group.items())
             sam.train()
             minutes = (time.time() - start) / 60
             print(
                 f"step {step + 1}: loss {running:.4f}, held-out mIoU point {result['point_miou']:.1f} "
-                f"box {result['box_miou']:.1f} class {class_miou:.1f} ({result['objects']} objects), "
+                f"box {result['box_miou']:.1f} class {class_miou:.1f}{where} ({result['objects']} objects), "
                 f"{minutes:.1f} min",
                 flush=True,
             )

@@ -199,3 +199,11 @@ def test_train_toy_sam_where_prompts_train_the_decoder_not_a_frozen_encoder(tmp_
     decoder = [k for k in before if k.startswith("mask_decoder.")]
     assert encoder and all(torch.equal(before[k], after[k]) for k in encoder)
     assert any(not torch.equal(before[k], after[k]) for k in decoder)
+    from visa_lib.model.sam import build_sam
+
+    clip = script.render_clip(0, 4, seed=1000)
+    sam, dim = build_sam("toy"), 64
+    scores = script.where_prompt_miou(
+        sam, torch.nn.Embedding(len(script.DESCRIPTIONS), dim), torch.nn.Linear(2, dim), [clip]
+    )
+    assert scores and set(scores) <= {"unique", "twinned"} and all(0 <= v <= 100 for v in scores.values())
