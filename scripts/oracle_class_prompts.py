@@ -44,6 +44,7 @@ from visa_lib.model.sam import (
     decode_from_embeddings,
     decode_from_prompts,
     encode_frames,
+    mask_centroid,
 )
 from visa_lib.model.visa import build_seg_head
 from visa_lib.paths import REASONVOS_LITE
@@ -56,15 +57,6 @@ def target_name(split: RevosSplit, descriptions: dict[str, list[str]], video: st
     """Description of an expression's first target object."""
     obj_ids = split.videos[video].expressions[exp_id].obj_ids
     return descriptions[video][obj_ids[0] - 1]
-
-
-def target_centroid(mask: np.ndarray) -> torch.Tensor:
-    """Centre of mass ``(x, y)`` of a bool [H,W] mask scaled to [-1, 1] (0, 0 if empty): float [2]."""
-    h, w = mask.shape
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        return torch.zeros(2)
-    return torch.tensor([xs.mean() / (w - 1), ys.mean() / (h - 1)], dtype=torch.float32) * 2 - 1
 
 
 def twinned(split: RevosSplit, descriptions: dict[str, list[str]], video: str, exp_id: str) -> bool:
@@ -136,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
         prompt = table(torch.tensor([index]))
         if args.where:
             gt = split.gt_masks(video, exp_id, frames=slice(t, t + 1))[0] > 0
-            prompt = head(torch.cat([prompt, target_centroid(gt)[None]], -1))
+            prompt = head(torch.cat([prompt, mask_centroid(gt)[None]], -1))
         return decode_from_embeddings(sam, emb, prompt, resized, original)
 
     with_target = [(v, e.exp_id) for v, e in train.expressions() if e.obj_ids]

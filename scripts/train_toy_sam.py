@@ -62,6 +62,7 @@ from visa_lib.model.sam import (
     decode_from_prompts,
     encode_frames,
     load_sam_state_dict,
+    mask_centroid,
     preprocess_for_sam,
     save_sam,
 )
@@ -163,13 +164,8 @@ def sample_image(rng: np.random.Generator, pool: list[Clip], max_objects: int = 
 
 
 def object_centroids(masks: np.ndarray) -> torch.Tensor:
-    """Centre of mass ``(x, y)`` of each non-empty bool mask [K,H,W], scaled to [-1, 1]: float [K, 2]."""
-    h, w = masks.shape[-2:]
-    out = []
-    for mask in masks:
-        ys, xs = np.nonzero(mask)
-        out.append([xs.mean() / (w - 1) * 2 - 1, ys.mean() / (h - 1) * 2 - 1])
-    return torch.tensor(out, dtype=torch.float32)
+    """Centre of mass ``(x, y)`` of each bool mask [K,H,W], scaled to [-1, 1]: float [K, 2]."""
+    return torch.stack([mask_centroid(mask) for mask in masks])
 
 
 def class_targets(

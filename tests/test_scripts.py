@@ -88,7 +88,8 @@ def test_train_toy_clip_trains_the_position_objective():
 def test_oracle_target_centroid_is_scaled_to_the_frame():
     import numpy as np
 
-    centroid = load_script("oracle_class_prompts").target_centroid
+    from visa_lib.model.sam import mask_centroid as centroid
+
     mask = np.zeros((5, 9), bool)
     mask[0, 0] = mask[4, 8] = True  # the two opposite corners: centre of the frame
     assert centroid(mask).tolist() == [0.0, 0.0]

@@ -412,6 +412,15 @@ def center_point(mask: np.ndarray) -> tuple[float, float]:
     return float(x), float(y)
 
 
+def mask_centroid(mask: np.ndarray) -> torch.Tensor:
+    """Centre of mass ``(x, y)`` of a bool [H,W] mask scaled to [-1, 1] (0, 0 if empty): float [2]."""
+    h, w = mask.shape
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return torch.zeros(2)
+    return torch.tensor([xs.mean() / (w - 1), ys.mean() / (h - 1)], dtype=torch.float32) * 2 - 1
+
+
 def masks_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Binary masks from logits with SAM's threshold (``logits > 0``); bool of the same shape."""
     return logits > Sam.mask_threshold
