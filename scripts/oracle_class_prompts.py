@@ -75,6 +75,14 @@ def mean_by(rows: Sequence[dict], key: str, value: str = "iou") -> dict:
     return {str(g): {"count": len(groups[g]), value: float(np.mean(groups[g]))} for g in order}
 
 
+def click_token(sam, centroid: torch.Tensor, resized: tuple[int, int]) -> torch.Tensor:
+    """SAM's embedding of one foreground click at ``centroid`` (x, y in [-1, 1] of the frame): [1,D]."""
+    size = sam.prompt_encoder.input_image_size  # the padded square, (S, S)
+    xy = (centroid + 1) / 2 * torch.tensor([resized[1], resized[0]], dtype=torch.float32)
+    coords = (xy / torch.tensor([size[1], size[0]], dtype=torch.float32))[None, None]
+    return sam.prompt_encoder.pe_layer._pe_encoding(coords)[0] + sam.prompt_encoder.point_embeddings[1].weight
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sam-checkpoint", type=Path, default=TOY_SAM_WEIGHTS)
@@ -87,6 +95,14 @@ def main(argv: list[str] | None = None) -> dict:
         action="store_true",
         help="the oracle also knows where the target is: VISA's [SEG] head turns (name vector, target "
         "centroid x, y in [-1, 1]) into the prompt -- what a perfect LLM state holding both would give",
+    )
+    parser.add_argument(
+        "--where-code",
+        choices=("linear", "fourier"),
+        default="linear",
+        help="with --where: 'linear' feeds the centroid to the [SEG] head; 'fourier' adds SAM's own click "
+        "token at the centroid (its random Fourier features + the foreground-point embedding) to the name "
+        "vector -- the one-token prompt a head that produced SAM's position code would give",
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -128,7 +144,10 @@ def main(argv: list[str] | None = None) -> dict:
         prompt = table(torch.tensor([index]))
         if args.where:
             gt = split.gt_masks(video, exp_id, frames=slice(t, t + 1))[0] > 0
-            prompt = head(torch.cat([prompt, mask_centroid(gt)[None]], -1))
+            if args.where_code == "fourier":
+                prompt = prompt + click_token(sam, mask_centroid(gt), resized)
+            else:
+                prompt = head(torch.cat([prompt, mask_centroid(gt)[None]], -1))
         return decode_from_embeddings(sam, emb, prompt, resized, original)
 
     with_target = [(v, e.exp_id) for v, e in train.expressions() if e.obj_ids]
@@ -195,6 +214,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "sam_checkpoint": str(args.sam_checkpoint),
         "where": args.where,
+        "where_code": args.where_code if args.where else None,
         "valid_iou": summary(valid_rows),
         "valid_click_iou": float(np.mean([r["click_iou"] for r in valid_rows])),
         "valid_by_target": by_target,

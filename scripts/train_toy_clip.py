@@ -126,15 +126,45 @@ def position_r2(tokens: torch.Tensor) -> float:
     return float((1 - ((pred - true) ** 2).sum(0) / ((true - true.mean(0)) ** 2).sum(0)).mean())
 
 
-class Heads(nn.Module):
-    """Linear probes on patch tokens: category, colour, and frame-level presence."""
+def sam_click_codes(sam_checkpoint: Path, grid: int = 16, size: int = 224) -> torch.Tensor:
+    """The toy SAM's click code at each CLIP patch centre of a ReasonVOS-lite frame: float [1, P, D].
 
-    def __init__(self, width: int, position_weight: float = 0.0) -> None:
+    A patch centre (CLIP's shortest-side resize + centre crop undone) is mapped to the frame, then to
+    SAM's padded input square, and encoded with SAM's own random Fourier features -- the vector
+    SAM's prompt encoder gives a click there, minus the foreground-point embedding.
+    """
+    from visa_lib.model.sam import build_sam, resized_size
+
+    sam = build_sam("toy", checkpoint=sam_checkpoint)
+    h, w = FRAME_HW
+    # CLIP resizes the shortest side to `size`, then crops the centre (as in `patch_labels`)
+    nh, nw = (size, int(size * w / h)) if h <= w else (int(size * h / w), size)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    centres = (torch.arange(grid, dtype=torch.float32) + 0.5) * (size / grid)
+    ys, xs = torch.meshgrid(centres, centres, indexing="ij")
+    frame_xy = torch.stack([(xs + left) * w / nw, (ys + top) * h / nh], -1).reshape(1, -1, 2)
+    square = sam.image_encoder.img_size
+    rh, rw = resized_size((h, w), square)
+    coords = frame_xy / torch.tensor([w, h]) * torch.tensor([rw, rh]) / square
+    with torch.no_grad():
+        return sam.prompt_encoder.pe_layer._pe_encoding(coords)
+
+
+class Heads(nn.Module):
+    """Linear probes on patch tokens: category, colour, frame-level presence and (optionally) position.
+
+    ``position_targets`` [1, P, K] is what the position probe regresses (default: ``patch_positions``).
+    """
+
+    def __init__(
+        self, width: int, position_weight: float = 0.0, position_targets: torch.Tensor | None = None
+    ) -> None:
         super().__init__()
         self.category = nn.Linear(width, len(CATEGORIES) + 1)
         self.colour = nn.Linear(width, len(COLOURS) + 1)
         self.presence = nn.Linear(width, len(CATEGORIES) + len(COLOURS))
-        self.position = nn.Linear(width, 2)
+        self.position_targets = patch_positions(256) if position_targets is None else position_targets
+        self.position = nn.Linear(width, self.position_targets.shape[-1])
         self.position_weight = position_weight
 
     def loss(self, tokens: torch.Tensor, cat: torch.Tensor, col: torch.Tensor, pres: torch.Tensor):
@@ -147,7 +177,7 @@ class Heads(nn.Module):
         loss = loss + F.cross_entropy(self.colour(tokens).flatten(0, 1), col.flatten())
         loss = loss + F.binary_cross_entropy_with_logits(self.presence(tokens.mean(1)), pres)
         if self.position_weight > 0:
-            where = patch_positions(tokens.shape[1]).expand(len(tokens), -1, -1)
+            where = self.position_targets.expand(len(tokens), -1, -1)
             loss = loss + self.position_weight * F.mse_loss(self.position(tokens), where)
         acc = (cat_logits.argmax(-1) == cat).float().mean()
         return loss, acc
@@ -177,17 +207,26 @@ def make_batch(rng: np.random.Generator, tower: VisionTower, batch: int):
 
 
 def train(
-    steps: int, batch: int, lr: float, seed: int, position_weight: float = 0.0, progress: bool = True
+    steps: int,
+    batch: int,
+    lr: float,
+    seed: int,
+    position_weight: float = 0.0,
+    progress: bool = True,
+    position_targets: torch.Tensor | None = None,
 ) -> tuple[VisionTower, dict]:
-    """Train a fresh toy tower; returns it with a summary of held-out patch accuracies."""
+    """Train a fresh toy tower; returns it with a summary of held-out patch accuracies.
+
+    ``position_targets`` [1, 256, K]: what the position objective regresses (default ``(x, y)``).
+    """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     tower = VisionTower(CLIPVisionModel(toy_vision_config()), name="toy")
     clip = tower.clip
     clip.requires_grad_(True)
     clip.train()
-    heads_pen = Heads(tower.hidden_size, position_weight)
-    heads_last = Heads(tower.hidden_size, position_weight)
+    heads_pen = Heads(tower.hidden_size, position_weight, position_targets)
+    heads_last = Heads(tower.hidden_size, position_weight, position_targets)
     params = list(clip.parameters()) + list(heads_pen.parameters()) + list(heads_last.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
     warmup = max(1, steps // 20)
@@ -234,6 +273,12 @@ def train(
         "all_background_baseline": round((cat == 0).float().mean().item(), 4),
         "heldout_position_r2": round(position_r2(tokens), 4),
     }
+    if position_weight > 0:
+        # how well the tower's own position probe reproduces its targets on held-out frames
+        target = heads_pen.position_targets.expand(len(tokens), -1, -1)
+        with torch.no_grad():
+            err = ((heads_pen.position(tokens) - target) ** 2).sum() / ((target - target.mean((0, 1))) ** 2).sum()
+        summary["heldout_position_target_r2"] = round(1 - err.item(), 4)
     return tower, summary
 
 
@@ -251,12 +296,28 @@ def main() -> None:
         default=0.0,
         help="weight of the patch-position regression (0: the tokens are free to forget where they are)",
     )
+    parser.add_argument(
+        "--position-code",
+        choices=("xy", "sam-click"),
+        default="xy",
+        help="what the position objective regresses: the patch's (x, y), or the toy SAM's click code at "
+        "the patch centre (its random Fourier features), which a linear [SEG] head can pass on to SAM",
+    )
+    parser.add_argument("--sam-checkpoint", type=Path, default=None, help="toy SAM for --position-code sam-click")
     parser.add_argument("--out", type=Path, default=TOY_CLIP_WEIGHTS)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the CI machine has 2 cores)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.time()
-    tower, summary = train(args.steps, args.batch, args.lr, args.seed, args.position_weight)
+    targets = None
+    if args.position_code == "sam-click":
+        from visa_lib.model.sam import TOY_SAM_WEIGHTS
+
+        targets = sam_click_codes(args.sam_checkpoint or TOY_SAM_WEIGHTS)
+    tower, summary = train(
+        args.steps, args.batch, args.lr, args.seed, args.position_weight, position_targets=targets
+    )
+    summary["position_code"] = args.position_code
     summary["train_seconds"] = round(time.time() - start, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in tower.clip.state_dict().items()}

@@ -85,6 +85,51 @@ def test_train_toy_clip_trains_the_position_objective():
     assert summary["position_weight"] == 1.0 and summary["heldout_position_r2"] <= 1.0
 
 
+def test_sam_click_codes_are_what_sam_encodes_for_a_click_at_each_patch_centre():
+    import torch
+
+    from visa_lib.model.sam import TOY_SAM_WEIGHTS, build_sam
+    from segment_anything.utils.transforms import ResizeLongestSide
+
+    clip_script = load_script("train_toy_clip")
+    codes = clip_script.sam_click_codes(TOY_SAM_WEIGHTS)
+    assert codes.shape == (1, 256, 64)
+    sam = build_sam("toy", checkpoint=TOY_SAM_WEIGHTS)
+    h, w = clip_script.FRAME_HW
+    # patch (row 3, column 10): centre at crop pixel (147, 49); the crop drops (298 - 224) / 2 columns
+    frame_xy = torch.tensor([[[(147 + 37) * w / 298, 49 * h / 224]]])
+    coords = ResizeLongestSide(sam.image_encoder.img_size).apply_coords_torch(frame_xy, (h, w))
+    with torch.no_grad():
+        click = sam.prompt_encoder._embed_points(coords - 0.5, torch.ones(1, 1), pad=False)
+    expected = click[0, 0] - sam.prompt_encoder.point_embeddings[1].weight[0]
+    assert torch.allclose(codes[0, 3 * 16 + 10], expected, atol=1e-5)
+
+
+def test_train_toy_clip_regresses_given_position_targets():
+    import torch
+
+    targets = torch.randn(1, 256, 6, generator=torch.Generator().manual_seed(0))
+    clip_script = load_script("train_toy_clip")
+    _tower, summary = clip_script.train(2, 2, 1e-3, 0, position_weight=1.0, progress=False, position_targets=targets)
+    assert summary["heldout_position_target_r2"] < 1.0
+    assert clip_script.Heads(128, 1.0, targets).position.out_features == 6
+
+
+def test_oracle_click_token_is_sams_click_embedding():
+    import torch
+
+    from visa_lib.model.sam import TOY_SAM_WEIGHTS, build_sam
+
+    oracle = load_script("oracle_class_prompts")
+    sam = build_sam("toy", checkpoint=TOY_SAM_WEIGHTS)
+    resized = (192, 256)
+    token = oracle.click_token(sam, torch.tensor([0.5, -0.5]), resized)  # 3/4 across, 1/4 down
+    with torch.no_grad():
+        points = torch.tensor([[[192.0 - 0.5, 48.0 - 0.5]]])  # SAM adds half a pixel
+        expected = sam.prompt_encoder._embed_points(points, torch.ones(1, 1), pad=False)[0]
+    assert torch.allclose(token, expected, atol=1e-5)
+
+
 def test_oracle_target_centroid_is_scaled_to_the_frame():
     import numpy as np
 
