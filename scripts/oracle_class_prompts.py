@@ -98,11 +98,12 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument(
         "--where-code",
-        choices=("linear", "fourier"),
+        choices=("linear", "fourier", "fourier-head"),
         default="linear",
         help="with --where: 'linear' feeds the centroid to the [SEG] head; 'fourier' adds SAM's own click "
         "token at the centroid (its random Fourier features + the foreground-point embedding) to the name "
-        "vector -- the one-token prompt a head that produced SAM's position code would give",
+        "vector -- the one-token prompt a head that produced SAM's position code would give; "
+        "'fourier-head' feeds (name vector, click token) to a fresh [SEG] head, which must pass the code on",
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
     sam = build_sam("toy", checkpoint=args.sam_checkpoint)
     shipped_sam = build_sam("toy", checkpoint=args.sam_checkpoint)  # its decoder stays as trained for clicks
     groups = [{"params": table.parameters(), "lr": args.table_lr}]
-    head = build_seg_head(64 + 2, 64)
+    head = build_seg_head(64 + (64 if args.where_code == "fourier-head" else 2), 64)
     if args.where:
         groups.append({"params": head.parameters(), "lr": 1e-3})  # VISA's lr for its [SEG] head
     if args.decoder_lr > 0:
@@ -146,6 +147,8 @@ def main(argv: list[str] | None = None) -> dict:
             gt = split.gt_masks(video, exp_id, frames=slice(t, t + 1))[0] > 0
             if args.where_code == "fourier":
                 prompt = prompt + click_token(sam, mask_centroid(gt), resized)
+            elif args.where_code == "fourier-head":
+                prompt = head(torch.cat([prompt, click_token(sam, mask_centroid(gt), resized)], -1))
             else:
                 prompt = head(torch.cat([prompt, mask_centroid(gt)[None]], -1))
         return decode_from_embeddings(sam, emb, prompt, resized, original)
