@@ -45,6 +45,7 @@ from visa_lib.model.sam import (
     decode_from_prompts,
     encode_frames,
     mask_centroid,
+    point_code,
 )
 from visa_lib.model.visa import build_seg_head
 from visa_lib.paths import REASONVOS_LITE
@@ -77,10 +78,7 @@ def mean_by(rows: Sequence[dict], key: str, value: str = "iou") -> dict:
 
 def click_token(sam, centroid: torch.Tensor, resized: tuple[int, int]) -> torch.Tensor:
     """SAM's embedding of one foreground click at ``centroid`` (x, y in [-1, 1] of the frame): [1,D]."""
-    size = sam.prompt_encoder.input_image_size  # the padded square, (S, S)
-    xy = (centroid + 1) / 2 * torch.tensor([resized[1], resized[0]], dtype=torch.float32)
-    coords = (xy / torch.tensor([size[1], size[0]], dtype=torch.float32))[None, None]
-    return sam.prompt_encoder.pe_layer._pe_encoding(coords)[0] + sam.prompt_encoder.point_embeddings[1].weight
+    return point_code(sam, centroid, resized)[None] + sam.prompt_encoder.point_embeddings[1].weight
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -90,6 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=1500, help="one (expression, frame) per step")
     parser.add_argument("--decoder-lr", type=float, default=1e-4, help="0 keeps the mask decoder frozen")
     parser.add_argument("--table-lr", type=float, default=1e-2)
+    parser.add_argument("--head-lr", type=float, default=1e-3, help="lr of the [SEG] head (--where)")
     parser.add_argument(
         "--where",
         action="store_true",
@@ -98,12 +97,13 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument(
         "--where-code",
-        choices=("linear", "fourier", "fourier-head"),
+        choices=("linear", "fourier", "fourier-head", "fourier-linear"),
         default="linear",
         help="with --where: 'linear' feeds the centroid to the [SEG] head; 'fourier' adds SAM's own click "
         "token at the centroid (its random Fourier features + the foreground-point embedding) to the name "
         "vector -- the one-token prompt a head that produced SAM's position code would give; "
-        "'fourier-head' feeds (name vector, click token) to a fresh [SEG] head, which must pass the code on",
+        "'fourier-head' feeds (name vector, click token) to a fresh [SEG] head, which must pass the code on; "
+        "'fourier-linear' does the same through one fresh linear layer instead of the head (no ReLU)",
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -125,8 +125,10 @@ def main(argv: list[str] | None = None) -> dict:
     shipped_sam = build_sam("toy", checkpoint=args.sam_checkpoint)  # its decoder stays as trained for clicks
     groups = [{"params": table.parameters(), "lr": args.table_lr}]
     head = build_seg_head(64 + (64 if args.where_code == "fourier-head" else 2), 64)
+    if args.where_code == "fourier-linear":
+        head = torch.nn.Linear(64 + 64, 64)
     if args.where:
-        groups.append({"params": head.parameters(), "lr": 1e-3})  # VISA's lr for its [SEG] head
+        groups.append({"params": head.parameters(), "lr": args.head_lr})
     if args.decoder_lr > 0:
         groups.append({"params": sam.mask_decoder.parameters(), "lr": args.decoder_lr})
     optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
@@ -147,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
             gt = split.gt_masks(video, exp_id, frames=slice(t, t + 1))[0] > 0
             if args.where_code == "fourier":
                 prompt = prompt + click_token(sam, mask_centroid(gt), resized)
-            elif args.where_code == "fourier-head":
+            elif args.where_code in ("fourier-head", "fourier-linear"):
                 prompt = head(torch.cat([prompt, click_token(sam, mask_centroid(gt), resized)], -1))
             else:
                 prompt = head(torch.cat([prompt, mask_centroid(gt)[None]], -1))

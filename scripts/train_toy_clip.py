@@ -133,7 +133,7 @@ def sam_click_codes(sam_checkpoint: Path, grid: int = 16, size: int = 224) -> to
     SAM's padded input square, and encoded with SAM's own random Fourier features -- the vector
     SAM's prompt encoder gives a click there, minus the foreground-point embedding.
     """
-    from visa_lib.model.sam import build_sam, resized_size
+    from visa_lib.model.sam import build_sam, point_code, resized_size
 
     sam = build_sam("toy", checkpoint=sam_checkpoint)
     h, w = FRAME_HW
@@ -143,11 +143,9 @@ def sam_click_codes(sam_checkpoint: Path, grid: int = 16, size: int = 224) -> to
     centres = (torch.arange(grid, dtype=torch.float32) + 0.5) * (size / grid)
     ys, xs = torch.meshgrid(centres, centres, indexing="ij")
     frame_xy = torch.stack([(xs + left) * w / nw, (ys + top) * h / nh], -1).reshape(1, -1, 2)
-    square = sam.image_encoder.img_size
-    rh, rw = resized_size((h, w), square)
-    coords = frame_xy / torch.tensor([w, h]) * torch.tensor([rw, rh]) / square
+    xy = frame_xy / torch.tensor([w, h]) * 2 - 1
     with torch.no_grad():
-        return sam.prompt_encoder.pe_layer._pe_encoding(coords)
+        return point_code(sam, xy, resized_size((h, w), sam.image_encoder.img_size))
 
 
 class Heads(nn.Module):
@@ -277,7 +275,9 @@ def train(
         # how well the tower's own position probe reproduces its targets on held-out frames
         target = heads_pen.position_targets.expand(len(tokens), -1, -1)
         with torch.no_grad():
-            err = ((heads_pen.position(tokens) - target) ** 2).sum() / ((target - target.mean((0, 1))) ** 2).sum()
+            err = ((heads_pen.position(tokens) - target) ** 2).sum() / (
+                (target - target.mean((0, 1))) ** 2
+            ).sum()
         summary["heldout_position_target_r2"] = round(1 - err.item(), 4)
     return tower, summary
 
@@ -303,7 +303,9 @@ def main() -> None:
         help="what the position objective regresses: the patch's (x, y), or the toy SAM's click code at "
         "the patch centre (its random Fourier features), which a linear [SEG] head can pass on to SAM",
     )
-    parser.add_argument("--sam-checkpoint", type=Path, default=None, help="toy SAM for --position-code sam-click")
+    parser.add_argument(
+        "--sam-checkpoint", type=Path, default=None, help="toy SAM for --position-code sam-click"
+    )
     parser.add_argument("--out", type=Path, default=TOY_CLIP_WEIGHTS)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the CI machine has 2 cores)")
     args = parser.parse_args()

@@ -87,9 +87,9 @@ def test_train_toy_clip_trains_the_position_objective():
 
 def test_sam_click_codes_are_what_sam_encodes_for_a_click_at_each_patch_centre():
     import torch
+    from segment_anything.utils.transforms import ResizeLongestSide
 
     from visa_lib.model.sam import TOY_SAM_WEIGHTS, build_sam
-    from segment_anything.utils.transforms import ResizeLongestSide
 
     clip_script = load_script("train_toy_clip")
     codes = clip_script.sam_click_codes(TOY_SAM_WEIGHTS)
@@ -110,7 +110,9 @@ def test_train_toy_clip_regresses_given_position_targets():
 
     targets = torch.randn(1, 256, 6, generator=torch.Generator().manual_seed(0))
     clip_script = load_script("train_toy_clip")
-    _tower, summary = clip_script.train(2, 2, 1e-3, 0, position_weight=1.0, progress=False, position_targets=targets)
+    _tower, summary = clip_script.train(
+        2, 2, 1e-3, 0, position_weight=1.0, progress=False, position_targets=targets
+    )
     assert summary["heldout_position_target_r2"] < 1.0
     assert clip_script.Heads(128, 1.0, targets).position.out_features == 6
 
@@ -253,3 +255,23 @@ def test_train_toy_sam_where_prompts_train_the_decoder_not_a_frozen_encoder(tmp_
         sam, torch.nn.Embedding(len(script.DESCRIPTIONS), dim), torch.nn.Linear(2, dim), [clip]
     )
     assert scores and set(scores) <= {"unique", "twinned"} and all(0 <= v <= 100 for v in scores.values())
+
+
+def test_probe_seg_state_ridge_reads_linear_codes_not_noise():
+    import torch
+
+    probe = load_script("probe_seg_state")
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 8, generator=generator, dtype=torch.float64)
+    y = x[:, :2] * 3 + 1
+    assert probe.ridge_r2(x[:100], y[:100], x[100:], y[100:], ridge=1e-3) == pytest.approx(1.0, abs=1e-4)
+    noise = torch.randn(200, 2, generator=generator, dtype=torch.float64)
+    assert probe.ridge_r2(x[:100], noise[:100], x[100:], noise[100:], ridge=1e-3) < 0.2
+
+
+def test_probe_seg_state_runs_on_the_shipped_model():
+    result = load_script("probe_seg_state").main(
+        ["--train-videos", "2", "--fit-items", "4", "--eval-items", "3"]
+    )
+    assert result["fit_items"] == 4 and result["eval_items"] == 3
+    assert all(result[f"{s}_to_{t}_r2"] <= 1 for s in ("state", "prompt") for t in ("xy", "code"))

@@ -421,6 +421,25 @@ def mask_centroid(mask: np.ndarray) -> torch.Tensor:
     return torch.tensor([xs.mean() / (w - 1), ys.mean() / (h - 1)], dtype=torch.float32) * 2 - 1
 
 
+def point_code(sam: Sam, xy: torch.Tensor, resized: tuple[int, int]) -> torch.Tensor:
+    """SAM's random Fourier features of points given as ``(x, y)`` in [-1, 1] of the frame.
+
+    The positional part of a click's prompt token: SAM's prompt encoder embeds a foreground click as
+    this plus ``prompt_encoder.point_embeddings[1]``.
+
+    Arguments:
+      xy (float [..., 2]): e.g. :func:`mask_centroid`.
+      resized (tuple[int, int]): ``(h', w')`` of the frame inside SAM's padded input square.
+    Returns:
+      float [..., D]
+    """
+    encoder = sam.prompt_encoder
+    size_h, size_w = encoder.input_image_size
+    scale = torch.tensor([resized[1] / size_w, resized[0] / size_h], dtype=torch.float32)
+    coords = ((xy.float() + 1) / 2 * scale).reshape(1, -1, 2)
+    return encoder.pe_layer._pe_encoding(coords).reshape(*xy.shape[:-1], -1)
+
+
 def masks_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Binary masks from logits with SAM's threshold (``logits > 0``); bool of the same shape."""
     return logits > Sam.mask_threshold

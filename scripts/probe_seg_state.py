@@ -1,0 +1,100 @@
+"""What the toy VISA's ``[SEG]`` state knows about WHERE its target is: linear probes, held out.
+
+A one-token SAM prompt localises its object when it carries SAM's own click code of the object's
+position (``scripts/oracle_class_prompts.py --where --where-code fourier``). This script asks whether a
+trained toy VISA gets there: on generated training videos it fits ridge-regression probes from the
+``[SEG]`` hidden state (the head's input) and from the prompt (the head's output) to the target's
+centroid ``(x, y)`` and to SAM's click code at that centroid (its random Fourier features), then
+reports R^2 of the probes on the validation split (1 = read back exactly, <= 0 = not at all).
+Teacher-forced prompt and references as in VISA's evaluation, at the frame where the target is largest.
+
+    OMP_NUM_THREADS=1 python scripts/probe_seg_state.py                     # shipped toy VISA
+    OMP_NUM_THREADS=1 python scripts/probe_seg_state.py --visa V.safetensors --clip C.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from visa_lib.data.reasonvos_lite.generator import generate_split
+from visa_lib.data.revos import RevosSplit, load_revos
+from visa_lib.data.sampling import eval_reference_frames
+from visa_lib.model.build import TOY_VISA_WEIGHTS, build_visa
+from visa_lib.model.sam import mask_centroid, point_code
+from visa_lib.model.visa import VisaModel
+from visa_lib.paths import REASONVOS_LITE
+from visa_lib.train.revos_samples import FrameFeatureCache, pick_target_frames
+
+
+@torch.no_grad()
+def collect(model: VisaModel, split: RevosSplit, max_items: int | None) -> dict[str, torch.Tensor]:
+    """``{"state" [N,H], "prompt" [N,D], "xy" [N,2], "code" [N,D]}`` for expressions with a target."""
+    cache = FrameFeatureCache(model, split)
+    rows: dict[str, list[torch.Tensor]] = {"state": [], "prompt": [], "xy": [], "code": []}
+    for video, exp_id, t in tqdm(pick_target_frames(split, max_items=max_items), desc="[SEG] states"):
+        exp = split.videos[video].expressions[exp_id]
+        refs = eval_reference_frames(len(split.videos[video].frames), t, 11)
+        conv = model.tokenize(" ".join(exp.text.lower().split()), len(refs))
+        sam_image = cache.sam_image(video, t)
+        out = model(conv.input_ids, cache.tokens(video, [*refs, t]), sam_image, conv.attention_mask)
+        xy = mask_centroid(split.gt_masks(video, exp_id, frames=slice(t, t + 1))[0] > 0)
+        rows["state"].append(out.seg_hidden[0].float())
+        rows["prompt"].append(out.seg_embeddings[0].float())
+        rows["xy"].append(xy)
+        rows["code"].append(point_code(model.sam, xy, sam_image.resized))
+    return {k: torch.stack(v).double() for k, v in rows.items()}
+
+
+def ridge_r2(
+    x_fit: torch.Tensor, y_fit: torch.Tensor, x: torch.Tensor, y: torch.Tensor, ridge: float
+) -> float:
+    """R^2 on ``(x, y)`` of a ridge regression (with intercept) fitted on ``(x_fit, y_fit)``; [N,*] each."""
+
+    def design(v: torch.Tensor) -> torch.Tensor:
+        return torch.cat([v, torch.ones(len(v), 1, dtype=v.dtype)], 1)
+
+    a = design(x_fit)
+    penalty = ridge * torch.eye(a.shape[1], dtype=a.dtype)
+    penalty[-1, -1] = 0  # no penalty on the intercept
+    weights = torch.linalg.solve(a.T @ a + penalty, a.T @ y_fit)
+    residual = ((design(x) @ weights - y) ** 2).sum()
+    return float(1 - residual / ((y - y.mean(0)) ** 2).sum())
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--visa", type=Path, default=TOY_VISA_WEIGHTS, help="toy VISA weights")
+    parser.add_argument(
+        "--clip", type=Path, default=None, help="toy CLIP it was trained on (default: shipped)"
+    )
+    parser.add_argument("--sam", type=Path, default=None, help="toy SAM it was trained on (default: shipped)")
+    parser.add_argument("--train-videos", type=int, default=150, help="generated videos (seed 0) to fit on")
+    parser.add_argument(
+        "--fit-items", type=int, default=400, help="training expressions to fit the probes on"
+    )
+    parser.add_argument("--eval-items", type=int, default=None, help="validation expressions (default: all)")
+    parser.add_argument("--ridge", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    model = build_visa("toy", weights=args.visa, clip_weights=args.clip, sam_weights=args.sam).eval()
+    root = Path(tempfile.mkdtemp(prefix="probe_train_"))
+    generate_split(root, "train", seed=0, num_videos=args.train_videos)
+    fit = collect(model, load_revos(root, "train"), args.fit_items)
+    held = collect(model, load_revos(REASONVOS_LITE, "valid"), args.eval_items)
+    result = {"visa": str(args.visa), "fit_items": len(fit["xy"]), "eval_items": len(held["xy"])}
+    for source in ("state", "prompt"):
+        for target in ("xy", "code"):
+            result[f"{source}_to_{target}_r2"] = ridge_r2(
+                fit[source], fit[target], held[source], held[target], args.ridge
+            )
+    print(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
