@@ -275,3 +275,4 @@ def test_probe_seg_state_runs_on_the_shipped_model():
     )
     assert result["fit_items"] == 4 and result["eval_items"] == 3
     assert all(result[f"{s}_to_{t}_r2"] <= 1 for s in ("state", "prompt") for t in ("xy", "code"))
+    assert 0 <= result["state_name_accuracy"] <= 1 and 0 <= result["name_majority"] <= 1
