@@ -15,8 +15,10 @@ last layer:
   linearly from the token. Real CLIP ViT-L/14 tokens keep their position (a linear probe reads it
   back well); without this objective the toy's tokens lose it (held-out R^2 -0.12 for the shipped
   tower, 0.95 with ``--position-weight 1``), and since Chat-UniVi's merged tokens carry no positional
-  embedding, the toy LLM then cannot tell where anything is. (Measured on the toy VISA: it did not
-  help yet, see benchmarks/README.md, issue 15; the shipped tower was trained without it.)
+  embedding, the toy LLM then cannot tell where anything is. ``--position-code sam-click`` regresses
+  the toy SAM's click code at the patch centre instead (SAM's random Fourier features, the code its
+  mask decoder reads position from). (Measured on the toy VISA: neither helped yet, see
+  benchmarks/README.md, issue 15; the shipped tower was trained without them.)
 
 Usage (one core, ~10 minutes when the core is free; the shipped weights took 18 min on a busy machine):
     OMP_NUM_THREADS=1 python scripts/train_toy_clip.py
