@@ -97,13 +97,14 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument(
         "--where-code",
-        choices=("linear", "fourier", "fourier-head", "fourier-linear"),
+        choices=("linear", "fourier", "fourier-head", "fourier-linear", "fourier-aligned"),
         default="linear",
         help="with --where: 'linear' feeds the centroid to the [SEG] head; 'fourier' adds SAM's own click "
         "token at the centroid (its random Fourier features + the foreground-point embedding) to the name "
         "vector -- the one-token prompt a head that produced SAM's position code would give; "
         "'fourier-head' feeds (name vector, click token) to a fresh [SEG] head, which must pass the code on; "
-        "'fourier-linear' does the same through one fresh linear layer instead of the head (no ReLU)",
+        "'fourier-linear' does the same through one fresh linear layer instead of the head (no ReLU); "
+        "'fourier-aligned' uses a linear layer that starts as name + click token (then trains)",
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -125,8 +126,12 @@ def main(argv: list[str] | None = None) -> dict:
     shipped_sam = build_sam("toy", checkpoint=args.sam_checkpoint)  # its decoder stays as trained for clicks
     groups = [{"params": table.parameters(), "lr": args.table_lr}]
     head = build_seg_head(64 + (64 if args.where_code == "fourier-head" else 2), 64)
-    if args.where_code == "fourier-linear":
+    if args.where_code in ("fourier-linear", "fourier-aligned"):
         head = torch.nn.Linear(64 + 64, 64)
+    if args.where_code == "fourier-aligned":  # the positive control: the code starts aligned with SAM's
+        with torch.no_grad():
+            head.weight.copy_(torch.cat([torch.eye(64), torch.eye(64)], 1))
+            head.bias.zero_()
     if args.where:
         groups.append({"params": head.parameters(), "lr": args.head_lr})
     if args.decoder_lr > 0:
@@ -149,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
             gt = split.gt_masks(video, exp_id, frames=slice(t, t + 1))[0] > 0
             if args.where_code == "fourier":
                 prompt = prompt + click_token(sam, mask_centroid(gt), resized)
-            elif args.where_code in ("fourier-head", "fourier-linear"):
+            elif args.where_code in ("fourier-head", "fourier-linear", "fourier-aligned"):
                 prompt = head(torch.cat([prompt, click_token(sam, mask_centroid(gt), resized)], -1))
             else:
                 prompt = head(torch.cat([prompt, mask_centroid(gt)[None]], -1))

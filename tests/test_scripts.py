@@ -65,6 +65,15 @@ def test_oracle_class_prompts_scores_valid_and_train(where):
     assert result["valid_click_iou"] > 0.7 > result["valid_iou"]["all"]
 
 
+@pytest.mark.parametrize("code", ["fourier", "fourier-aligned"])
+def test_oracle_prompt_with_sams_click_code_localises_untrained(code):
+    args = ["--train-videos", "1", "--steps", "2", "--where", "--where-code", code]
+    result = load_script("oracle_class_prompts").main(args)
+    assert result["where_code"] == code
+    # SAM's own click code at the target's centroid, added to a random name vector: no training needed
+    assert result["valid_iou"]["all"] > 0.5
+
+
 def test_train_toy_clip_position_probe_reads_positions_not_noise():
     import torch
 
