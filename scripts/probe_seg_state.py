@@ -26,12 +26,11 @@ from tqdm.auto import tqdm
 
 from visa_lib.data.reasonvos_lite.generator import SHIPPED_SEEDS, generate_split
 from visa_lib.data.revos import RevosSplit, load_revos
-from visa_lib.data.sampling import eval_reference_frames
 from visa_lib.model.build import TOY_VISA_WEIGHTS, build_visa
 from visa_lib.model.sam import mask_centroid, point_code
 from visa_lib.model.visa import VisaModel
 from visa_lib.paths import REASONVOS_LITE
-from visa_lib.train.revos_samples import FrameFeatureCache, pick_target_frames
+from visa_lib.train.revos_samples import FrameFeatureCache, evaluation_forward, pick_target_frames
 from visa_lib.train.target_descriptions import generated_object_descriptions
 
 
@@ -48,17 +47,13 @@ def collect(
     cache = FrameFeatureCache(model, split)
     rows: dict[str, list[torch.Tensor]] = {"state": [], "prompt": [], "xy": [], "code": [], "name": []}
     for video, exp_id, t in tqdm(pick_target_frames(split, max_items=max_items), desc="[SEG] states"):
-        exp = split.videos[video].expressions[exp_id]
-        refs = eval_reference_frames(len(split.videos[video].frames), t, 11)
-        conv = model.tokenize(" ".join(exp.text.lower().split()), len(refs))
-        sam_image = cache.sam_image(video, t)
-        out = model(conv.input_ids, cache.tokens(video, [*refs, t]), sam_image, conv.attention_mask)
+        out = evaluation_forward(model, split, video, exp_id, t, cache)
         xy = mask_centroid(split.gt_masks(video, exp_id, frames=slice(t, t + 1))[0] > 0)
         rows["state"].append(out.seg_hidden[0].float())
         rows["prompt"].append(out.seg_embeddings[0].float())
         rows["xy"].append(xy)
-        rows["code"].append(point_code(model.sam, xy, sam_image.resized))
-        name = names[video][exp.obj_ids[0] - 1]
+        rows["code"].append(point_code(model.sam, xy, cache.sam_image(video, t).resized))
+        name = names[video][split.videos[video].expressions[exp_id].obj_ids[0] - 1]
         rows["name"].append(
             torch.nn.functional.one_hot(torch.tensor(vocabulary.index(name)), len(vocabulary))
         )

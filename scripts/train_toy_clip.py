@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 from transformers import CLIPVisionModel
 
 from visa_lib.data.reasonvos_lite import sprites
+from visa_lib.model.sam import TOY_SAM_WEIGHTS, build_sam, point_code, resized_size
 from visa_lib.model.vision import TOY_CLIP_WEIGHTS, VisionTower, toy_vision_config
 
 CATEGORIES = list(sprites.PHOTO_CATEGORIES) + list(sprites.SHAPES)  # label 1.. ; 0 = background
@@ -135,8 +136,6 @@ def sam_click_codes(sam_checkpoint: Path, grid: int = 16, size: int = 224) -> to
     SAM's padded input square, and encoded with SAM's own random Fourier features -- the vector
     SAM's prompt encoder gives a click there, minus the foreground-point embedding.
     """
-    from visa_lib.model.sam import build_sam, point_code, resized_size
-
     sam = build_sam("toy", checkpoint=sam_checkpoint)
     h, w = FRAME_HW
     # CLIP resizes the shortest side to `size`, then crops the centre (as in `patch_labels`)
@@ -306,18 +305,14 @@ def main() -> None:
         "the patch centre (its random Fourier features), which a linear [SEG] head can pass on to SAM",
     )
     parser.add_argument(
-        "--sam-checkpoint", type=Path, default=None, help="toy SAM for --position-code sam-click"
+        "--sam-checkpoint", type=Path, default=TOY_SAM_WEIGHTS, help="toy SAM for --position-code sam-click"
     )
     parser.add_argument("--out", type=Path, default=TOY_CLIP_WEIGHTS)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the CI machine has 2 cores)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.time()
-    targets = None
-    if args.position_code == "sam-click":
-        from visa_lib.model.sam import TOY_SAM_WEIGHTS
-
-        targets = sam_click_codes(args.sam_checkpoint or TOY_SAM_WEIGHTS)
+    targets = sam_click_codes(args.sam_checkpoint) if args.position_code == "sam-click" else None
     tower, summary = train(
         args.steps, args.batch, args.lr, args.seed, args.position_weight, position_targets=targets
     )

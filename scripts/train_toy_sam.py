@@ -54,6 +54,7 @@ from tqdm.auto import tqdm
 
 from visa_lib.data.reasonvos_lite import sprites
 from visa_lib.data.reasonvos_lite.generator import make_video
+from visa_lib.metrics import jaccard
 from visa_lib.model.sam import (
     SAM_SPECS,
     TOY_SAM_WEIGHTS,
@@ -205,8 +206,7 @@ def class_prompt_miou(sam: torch.nn.Module, class_embed: torch.nn.Embedding, cli
             logits = decode_from_embeddings(sam, embeddings[t : t + 1], prompts, resized, original)
             for name, pred in zip(names, (logits > 0).numpy(), strict=True):
                 gt = np.any([m for d, m in zip(clip.descriptions, masks, strict=True) if d == name], axis=0)
-                union = np.logical_or(pred, gt).sum()
-                scores.append(1.0 if union == 0 else np.logical_and(pred, gt).sum() / union)
+                scores.append(jaccard(pred, gt))
     return float(np.mean(scores)) * 100
 
 
@@ -231,11 +231,8 @@ def where_prompt_miou(
             prompts = class_embed(names) + where_proj(object_centroids(masks[visible]))
             logits = decode_from_embeddings(sam, embeddings[t : t + 1], prompts, resized, original)
             for k, pred in zip(visible, (logits > 0).numpy(), strict=True):
-                gt = masks[k]
                 twins = sum(clip.descriptions[j] == clip.descriptions[k] for j in visible) > 1
-                union = np.logical_or(pred, gt).sum()
-                iou = 1.0 if union == 0 else np.logical_and(pred, gt).sum() / union
-                scores["twinned" if twins else "unique"].append(iou)
+                scores["twinned" if twins else "unique"].append(jaccard(pred, masks[k]))
     return {group: float(np.mean(v)) * 100 for group, v in scores.items() if v}
 
 

@@ -6,7 +6,8 @@ visual tokens ``[n, C]`` and SAM image embedding ``[1, D, h, w]`` never change d
 cost only the LLM, the ``[SEG]`` head and the mask decoder.
 
 ``target_frame_scores`` is the quick check used by the toy training script and notebook 04: the
-mask of each expression at one target frame, with VISA's evaluation reference rule.
+mask of each expression at one target frame, with VISA's evaluation reference rule
+(``evaluation_forward``, the one forward pass it and the diagnostic scripts share).
 """
 
 from __future__ import annotations
@@ -20,9 +21,15 @@ import torch
 from tqdm.auto import tqdm
 
 from visa_lib.data.revos import RevosSplit
-from visa_lib.data.sampling import TrainingSample, eval_reference_frames, sample_training_clip
+from visa_lib.data.sampling import (
+    EVAL_MAX_REFERENCES,
+    TrainingSample,
+    eval_reference_frames,
+    sample_training_clip,
+)
+from visa_lib.metrics import jaccard
 from visa_lib.model.prompts import ANSWER_LIST, question_templates
-from visa_lib.model.visa import SamImage, VisaModel
+from visa_lib.model.visa import SamImage, VisaModel, VisaOutput
 from visa_lib.train.step import VisaSample
 from visa_lib.train.target_descriptions import target_answer
 
@@ -240,6 +247,28 @@ def pick_target_frames(split: RevosSplit, max_items: int | None = None, type_ids
 
 
 @torch.no_grad()
+def evaluation_forward(
+    model: VisaModel,
+    split: RevosSplit,
+    video: str,
+    exp_id: str,
+    target: int,
+    cache: FrameFeatureCache,
+    max_refs: int = EVAL_MAX_REFERENCES,
+) -> VisaOutput:
+    """VISA's evaluation forward for one expression: its mask (and ``[SEG]`` state) on frame ``target``.
+
+    References follow VISA's evaluation rule (``eval_reference_frames``); the prompt uses template 0,
+    the lower-cased expression and the teacher-forced answer "It is [SEG]."
+    """
+    exp = split.videos[video].expressions[exp_id]
+    refs = eval_reference_frames(len(split.videos[video].frames), target, max_refs)
+    conv = model.tokenize(" ".join(exp.text.lower().split()), len(refs))
+    tokens = cache.tokens(video, [*refs, target])
+    return model(conv.input_ids, tokens, cache.sam_image(video, target), conv.attention_mask)
+
+
+@torch.no_grad()
 def target_frame_scores(
     model: VisaModel,
     split: RevosSplit,
@@ -267,15 +296,10 @@ def target_frame_scores(
     cache = cache or FrameFeatureCache(model, split)
     scores = []
     for video, exp_id, target in tqdm(items, desc="target frames", disable=not progress):
-        meta = split.videos[video]
-        exp = meta.expressions[exp_id]
-        refs = eval_reference_frames(len(meta.frames), target, max_refs)
-        tokens = cache.tokens(video, [*refs, target])
-        conv = model.tokenize(" ".join(exp.text.lower().split()), len(refs))
-        out = model(conv.input_ids, tokens, cache.sam_image(video, target), conv.attention_mask)
+        exp = split.videos[video].expressions[exp_id]
+        out = evaluation_forward(model, split, video, exp_id, target, cache, max_refs)
         pred = (out.mask_logits[0] > 0).cpu().numpy()
         gt = split.gt_masks(video, exp_id, frames=slice(target, target + 1))[0] > 0
-        union = np.logical_or(pred, gt).sum()
-        iou = 1.0 if union == 0 else float(np.logical_and(pred, gt).sum() / union)
+        iou = float(jaccard(pred, gt))
         scores.append(TargetFrameScore(video, exp_id, exp.text, exp.type_id, target, iou))
     return scores
