@@ -10,6 +10,13 @@ same probes, fitted to the one-hot description of the target ("red square"), giv
 state names the target (argmax; beside the share of the most common description).
 Teacher-forced prompt and references as in VISA's evaluation, at the frame where the target is largest.
 
+Probes on the vision side say whether the position was there to read in the first place:
+``patches_pooled_to_xy_r2`` -- ridge from the CLIP patch tokens of the target frame averaged under the
+target's mask (what perfect attention to the target would see); ``patches_attention_to_xy_r2`` and
+``merged_attention_to_xy_r2`` -- one learnt attention step from the target's description over the
+target frame's 256 patch tokens / its merged tokens (what the LLM receives), read out linearly,
+trained on the same items.
+
     OMP_NUM_THREADS=1 python scripts/probe_seg_state.py                     # shipped toy VISA
     OMP_NUM_THREADS=1 python scripts/probe_seg_state.py --visa V.safetensors --clip C.safetensors
 """
@@ -43,12 +50,22 @@ def collect(
     max_items: int | None,
 ) -> dict[str, torch.Tensor]:
     """``{"state" [N,H], "prompt" [N,D], "xy" [N,2], "code" [N,D], "name" [N,V]}`` (one-hot target
-    description) for expressions with a target, at their largest-target frame."""
+    description), ``"patches" [N,256,C]`` (the target frame's patch tokens), ``"pooled" [N,C]`` (them
+    averaged under the target's mask) and ``"merged" [N,n,C]`` (its merged tokens) for expressions
+    with a target, at their largest-target frame."""
     cache = FrameFeatureCache(model, split)
-    rows: dict[str, list[torch.Tensor]] = {"state": [], "prompt": [], "xy": [], "code": [], "name": []}
+    keys = ("state", "prompt", "xy", "code", "name", "patches", "pooled", "merged")
+    rows: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
+    tower = model.vision_tower
     for video, exp_id, t in tqdm(pick_target_frames(split, max_items=max_items), desc="[SEG] states"):
         out = evaluation_forward(model, split, video, exp_id, t, cache)
-        xy = mask_centroid(split.gt_masks(video, exp_id, frames=slice(t, t + 1))[0] > 0)
+        mask = split.gt_masks(video, exp_id, frames=slice(t, t + 1))[0] > 0
+        xy = mask_centroid(mask)
+        patches = tower(tower.preprocess(cache.frame(video, t)))[0].float()  # [256,C]
+        cover = tower.patch_coverage(mask).to(patches.device)
+        rows["pooled"].append(cover @ patches / cover.sum().clamp(min=1e-6))
+        rows["patches"].append(patches)
+        rows["merged"].append(cache.tokens(video, [t])[0].float())
         rows["state"].append(out.seg_hidden[0].float())
         rows["prompt"].append(out.seg_embeddings[0].float())
         rows["xy"].append(xy)
@@ -81,6 +98,49 @@ def ridge_r2(
     return float(1 - residual / ((y - y.mean(0)) ** 2).sum())
 
 
+def attention_probe_r2(
+    fit: dict[str, torch.Tensor],
+    held: dict[str, torch.Tensor],
+    steps: int = 600,
+    lr: float = 1e-2,
+    seed: int = 0,
+) -> float:
+    """R^2 on ``held`` of one learnt attention step from the description over ``tokens``, read out to xy.
+
+    ``fit`` and ``held`` hold ``"tokens" [N,n,C]``, ``"name" [N,V]`` (one-hot) and ``"xy" [N,2]``.
+
+    query = Linear(one-hot name), scores = Linear(tokens) . query / sqrt(C), xy = Linear(softmax-weighted
+    tokens); AdamW (weight decay 0.1) on the mean squared error of ``fit``, full batch.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    width = fit["tokens"].shape[-1]
+
+    def layer(n_in: int, n_out: int) -> torch.nn.Linear:
+        lin = torch.nn.Linear(n_in, n_out)
+        with torch.no_grad():
+            lin.weight.normal_(0, n_in**-0.5, generator=generator)
+            lin.bias.zero_()
+        return lin
+
+    query, key, read = layer(fit["name"].shape[1], width), layer(width, width), layer(width, 2)
+    params = [*query.parameters(), *key.parameters(), *read.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.1)
+
+    def predict(data: dict[str, torch.Tensor]) -> torch.Tensor:
+        tokens, q = data["tokens"].float(), query(data["name"].float())  # [N,n,C], [N,C]
+        weights = torch.softmax((key(tokens) @ q[:, :, None]).squeeze(-1) / width**0.5, -1)  # [N,n]
+        return read((weights[:, :, None] * tokens).sum(1))
+
+    for _ in range(steps):
+        loss = ((predict(fit) - fit["xy"].float()) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        residual = ((predict(held).double() - held["xy"]) ** 2).sum()
+    return float(1 - residual / ((held["xy"] - held["xy"].mean(0)) ** 2).sum())
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--visa", type=Path, default=TOY_VISA_WEIGHTS, help="toy VISA weights")
@@ -94,6 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--eval-items", type=int, default=None, help="validation expressions (default: all)")
     parser.add_argument("--ridge", type=float, default=1.0)
+    parser.add_argument("--attention-steps", type=int, default=600, help="attention probe's training steps")
     args = parser.parse_args(argv)
     model = build_visa("toy", weights=args.visa, clip_weights=args.clip, sam_weights=args.sam).eval()
     root = Path(tempfile.mkdtemp(prefix="probe_train_"))
@@ -116,6 +177,13 @@ def main(argv: list[str] | None = None) -> dict:
             )
         guess = fit_ridge(fit[source], fit["name"], args.ridge)(held[source]).argmax(1)
         result[f"{source}_name_accuracy"] = float((guess == truth).double().mean())
+    pooled = (fit["pooled"], fit["xy"], held["pooled"], held["xy"])
+    result["patches_pooled_to_xy_r2"] = ridge_r2(*pooled, args.ridge)
+    for tokens in ("patches", "merged"):
+        result[f"{tokens}_attention_to_xy_r2"] = attention_probe_r2(
+            *({"tokens": d[tokens], "name": d["name"], "xy": d["xy"]} for d in (fit, held)),
+            steps=args.attention_steps,
+        )
     print(json.dumps(result, indent=1))
     return result
 

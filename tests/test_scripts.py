@@ -278,6 +278,26 @@ def test_probe_seg_state_ridge_reads_linear_codes_not_noise():
     assert probe.ridge_r2(x[:100], noise[:100], x[100:], noise[100:], ridge=1e-3) < 0.2
 
 
+def test_probe_seg_state_attention_reads_the_named_token_and_not_noise():
+    import torch
+
+    probe = load_script("probe_seg_state")
+    generator = torch.Generator().manual_seed(0)
+
+    def data(n: int, carry: bool) -> dict:
+        # 4 tokens per item, each of another name (one-hot, dims 0-3); the item's name picks one
+        order = torch.stack([torch.randperm(4, generator=generator) for _ in range(n)])  # [n,4]
+        positions = torch.rand(n, 4, 2, generator=generator) * 2 - 1
+        tokens = torch.cat([torch.nn.functional.one_hot(order, 4).float() * 3, positions], -1)  # [n,4,6]
+        pick = torch.randint(0, 4, (n,), generator=generator)
+        xy = positions[torch.arange(n), pick] if carry else torch.rand(n, 2, generator=generator) * 2 - 1
+        name = torch.nn.functional.one_hot(order[torch.arange(n), pick], 4)
+        return {"tokens": tokens, "name": name.double(), "xy": xy.double()}
+
+    assert probe.attention_probe_r2(data(400, True), data(100, True), steps=600) > 0.8  # 0.89
+    assert probe.attention_probe_r2(data(400, False), data(100, False), steps=600) < 0.2  # -0.04
+
+
 def test_probe_seg_state_runs_on_the_shipped_model():
     result = load_script("probe_seg_state").main(
         ["--train-videos", "2", "--fit-items", "4", "--eval-items", "3"]
@@ -285,3 +305,5 @@ def test_probe_seg_state_runs_on_the_shipped_model():
     assert result["fit_items"] == 4 and result["eval_items"] == 3
     assert all(result[f"{s}_to_{t}_r2"] <= 1 for s in ("state", "prompt") for t in ("xy", "code"))
     assert 0 <= result["state_name_accuracy"] <= 1 and 0 <= result["name_majority"] <= 1
+    probes = ("patches_pooled", "patches_attention", "merged_attention")
+    assert all(result[f"{name}_to_xy_r2"] <= 1 for name in probes)

@@ -102,6 +102,28 @@ def test_preprocess_matches_clip_image_processor():
         tower.preprocess(frames.astype(np.float32))
 
 
+def test_patch_coverage_follows_the_resize_and_centre_crop():
+    tower = VisionTower(_random_toy())
+    mask = np.zeros((240, 320), dtype=bool)
+    mask[:, :37] = True  # the crop of a 240 x 320 frame drops 37 resized columns on each side
+    assert tower.patch_coverage(mask).max() == 0
+    assert tower.patch_coverage(np.ones((240, 320), dtype=bool)).min() == 1
+    mask = np.zeros((240, 320), dtype=bool)
+    mask[:120, 160:] = True  # top-right quarter of the frame -> top-right quarter of the grid
+    grid = tower.patch_coverage(mask).reshape(16, 16)
+    assert grid[:8, 8:].mean() > 0.99 and grid[8:].max() < 0.01 and grid[:, :8].max() < 0.01
+    # the patch tokens a white square lights up are the ones its coverage names
+    frame = np.zeros((240, 320, 3), dtype=np.uint8)
+    frame[100:140, 140:180] = 255
+    pixels = tower.preprocess(frame)[0].mean(0)  # [224,224], normalised
+    bright = (pixels - pixels.min()) / (pixels.max() - pixels.min())
+    seen = bright.reshape(16, 14, 16, 14).mean((1, 3)).flatten()
+    coverage = tower.patch_coverage(frame[..., 0] > 0)
+    assert coverage.sum() > 4 and (seen - coverage).abs().max() < 0.1
+    with pytest.raises(ValueError, match=r"\[H, W\]"):
+        tower.patch_coverage(np.ones((2, 240, 320), dtype=bool))
+
+
 def test_tower_stays_frozen_and_in_eval_mode():
     tower = VisionTower(_random_toy())
     parent = torch.nn.Sequential(tower)

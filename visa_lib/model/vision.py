@@ -144,17 +144,41 @@ class VisionTower(nn.Module):
         size = self.image_size
         out = np.empty((len(frames), size, size, 3), dtype=np.float32)
         for i, frame in enumerate(frames):
-            h, w = frame.shape[:2]
-            short, long = (h, w) if h <= w else (w, h)
-            new_long = int(size * long / short)
-            new_h, new_w = (size, new_long) if h <= w else (new_long, size)
+            new_h, new_w, top, left = self._resize_and_crop(*frame.shape[:2])
             img = Image.fromarray(frame).resize((new_w, new_h), resample=Image.BICUBIC)
-            top, left = (new_h - size) // 2, (new_w - size) // 2
             out[i] = np.asarray(img, dtype=np.float32)[top : top + size, left : left + size]
         pixels = torch.from_numpy(out).permute(0, 3, 1, 2) / 255.0
         mean = torch.tensor(self.pixel_mean).view(1, 3, 1, 1)
         std = torch.tensor(self.pixel_std).view(1, 3, 1, 1)
         return (pixels - mean) / std
+
+    def _resize_and_crop(self, h: int, w: int) -> tuple[int, int, int, int]:
+        """``(new_h, new_w, top, left)``: shortest side resized to the input size, then the centre crop."""
+        size = self.image_size
+        short, long = (h, w) if h <= w else (w, h)
+        new_long = int(size * long / short)
+        new_h, new_w = (size, new_long) if h <= w else (new_long, size)
+        return new_h, new_w, (new_h - size) // 2, (new_w - size) // 2
+
+    def patch_coverage(self, mask: np.ndarray) -> torch.Tensor:
+        """How much of each patch a frame mask covers, seen through :meth:`preprocess`'s resize and crop.
+
+        Arguments:
+            mask (np.ndarray): bool ``[H, W]`` on the frame (e.g. one object's ground truth).
+
+        Returns:
+            torch.Tensor: float32 ``[num_patches]`` in [0, 1], row-major over the patch grid (0 where
+            the crop cut the object away).
+        """
+        mask = np.asarray(mask)
+        if mask.ndim != 2:
+            raise ValueError(f"VisionTower.patch_coverage: mask must be [H, W], got {mask.shape}")
+        new_h, new_w, top, left = self._resize_and_crop(*mask.shape)
+        size, grid = self.image_size, int(round(self.num_patches**0.5))
+        img = Image.fromarray(mask.astype(np.float32)).resize((new_w, new_h), resample=Image.BILINEAR)
+        crop = np.asarray(img, dtype=np.float32)[top : top + size, left : left + size]
+        cells = crop.reshape(grid, size // grid, grid, size // grid).mean(axis=(1, 3))
+        return torch.from_numpy(np.ascontiguousarray(cells).reshape(-1)).clamp(0, 1)
 
     def patch_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
         """Penultimate-layer patch tokens WITH autograd (used to pretrain the toy tower).
