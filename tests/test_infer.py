@@ -180,3 +180,19 @@ def test_peak_memory_does_not_grow_with_the_number_of_frames(tmp_path):
         peaks[count] = _peak_bytes(write_video_frames(tmp_path / f"v{count}", frames), tmp_path / f"o{count}")
     # Holding every mask alone would add 220 x 320 x 240 bool = 17 MB (the peak at 22 frames is ~13 MB).
     assert peaks[220] <= 1.25 * peaks[22], peaks
+
+
+def test_ctrl_c_right_after_the_partial_folder_is_made_leaves_nothing(tmp_path, monkeypatch):
+    from visa_lib import infer
+
+    real_mkdir = Path.mkdir
+
+    def mkdir_then_interrupt(self, *args, **kwargs):
+        real_mkdir(self, *args, **kwargs)
+        if self.name == "masks":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "mkdir", mkdir_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        infer._write_query(tmp_path, "00_query", None, None, None, "none")
+    assert not list(tmp_path.iterdir())

@@ -235,8 +235,8 @@ def _write_query(out: Path, name: str, frames, target, pipeline, overlay_format:
 
     final, partial = out / name, out / f".{name}{PARTIAL_SUFFIX}"
     shutil.rmtree(partial, ignore_errors=True)
-    (partial / "masks").mkdir(parents=True)
-    try:
+    try:  # from the mkdir on: a Ctrl-C at any point removes the folder again
+        (partial / "masks").mkdir(parents=True)
         found = []
         steps = track_target(frames, target, pipeline)
         for index, mask in tqdm(steps, total=len(frames), desc=f"XMem {name}", leave=False):

@@ -147,8 +147,8 @@ def predict_video(split, video: str, pipeline, pred_dir: str | Path, resume: boo
         final = pred_dir / video / exp_id
         temporary = pred_dir / video / f".{exp_id}.partial"
         shutil.rmtree(temporary, ignore_errors=True)  # left over from an interrupted run
-        temporary.mkdir(parents=True)
-        try:
+        try:  # from the mkdir on, so that a Ctrl-C right after it leaves nothing either
+            temporary.mkdir(parents=True)
             # Each mask is written as XMem yields it: memory does not grow with the video.
             for index, mask in track_target(frames, target, pipeline):
                 write_mask_png(temporary / f"{meta.frames[index]}.png", mask)
