@@ -94,8 +94,12 @@ def ridge_r2(
     x_fit: torch.Tensor, y_fit: torch.Tensor, x: torch.Tensor, y: torch.Tensor, ridge: float
 ) -> float:
     """R^2 on ``(x, y)`` of a ridge regression (with intercept) fitted on ``(x_fit, y_fit)``; [N,*] each."""
-    residual = ((fit_ridge(x_fit, y_fit, ridge)(x) - y) ** 2).sum()
-    return float(1 - residual / ((y - y.mean(0)) ** 2).sum())
+    return r_squared(fit_ridge(x_fit, y_fit, ridge)(x), y)
+
+
+def r_squared(prediction: torch.Tensor, y: torch.Tensor) -> float:
+    """R^2 of ``prediction`` for ``y`` ([N,*] each; <= 0: no better than the mean)."""
+    return float(1 - ((prediction - y) ** 2).sum() / ((y - y.mean(0)) ** 2).sum())
 
 
 def attention_probe_r2(
@@ -137,8 +141,7 @@ def attention_probe_r2(
         loss.backward()
         optimizer.step()
     with torch.no_grad():
-        residual = ((predict(held).double() - held["xy"]) ** 2).sum()
-    return float(1 - residual / ((held["xy"] - held["xy"].mean(0)) ** 2).sum())
+        return r_squared(predict(held).double(), held["xy"])
 
 
 def main(argv: list[str] | None = None) -> dict:
