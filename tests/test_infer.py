@@ -196,3 +196,26 @@ def test_ctrl_c_right_after_the_partial_folder_is_made_leaves_nothing(tmp_path, 
     with pytest.raises(KeyboardInterrupt):
         infer._write_query(tmp_path, "00_query", None, None, None, "none")
     assert not list(tmp_path.iterdir())
+
+
+def test_ctrl_c_while_overwrite_swaps_the_folders_keeps_the_old_result(video, tmp_path, monkeypatch):
+    import os
+
+    from visa_lib import paths
+
+    out = tmp_path / "out"
+    assert _infer(video, out) == 0
+    marker = out / FOLDER / "masks" / "99999.png"  # tells the earlier result from a new one
+    marker.write_bytes(b"earlier run")
+    real_replace = os.replace
+
+    def replace_but_interrupt_the_new_folder(src, dst):
+        if Path(src).name.endswith(".partial"):  # the old folder is aside, the new one not yet in
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(paths.os, "replace", replace_but_interrupt_the_new_folder)
+    assert _infer(video, out, "--overwrite") == 130
+    monkeypatch.undo()
+    assert _infer(video, out, "--resume") == 0  # put back whole and counted as finished
+    assert marker.read_bytes() == b"earlier run" and not list(out.glob(".*"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -243,3 +244,33 @@ def test_read_predictions_gives_back_what_was_written(tmp_path):
     np.testing.assert_array_equal(read_predictions(tmp_path, "src/video", "4", ["a", "b", "c"]), masks)
     with pytest.raises(PredictionError, match="missing frame"):
         read_predictions(tmp_path, "src/video", "4", ["a", "z"])
+
+
+def test_ctrl_c_while_overwrite_swaps_an_expression_keeps_the_old_result(
+    tiny_split, predicted, tmp_path, monkeypatch
+):
+    import os
+
+    from visa_lib import paths
+    from visa_lib.predict import pending_expressions
+
+    out = tmp_path / "p"
+    shutil.copytree(predicted, out)
+    split = load_queries("revos", tiny_split, "valid")
+    video = next(iter(split.videos))
+    marker = out / video / "0" / "earlier.png"  # tells the earlier result from a new one
+    marker.write_bytes(b"earlier run")
+    real_replace = os.replace
+
+    def replace_but_interrupt_the_new_folder(src, dst):
+        if Path(src).name == ".0.partial":  # the old folder is aside, the new one not yet in
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(paths.os, "replace", replace_but_interrupt_the_new_folder)
+    with pytest.raises(KeyboardInterrupt):
+        predict_split(split, out, pipeline_spec={}, workers=1, progress=False, resume=False)
+    monkeypatch.undo()
+    # The next run puts the earlier result back; having lost its record, it is predicted again.
+    assert "0" in pending_expressions(split, video, out)
+    assert marker.read_bytes() == b"earlier run" and not list((out / video).glob(".*"))

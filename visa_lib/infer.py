@@ -21,7 +21,6 @@ queries (``--resume``) or replaces them (``--overwrite``). Every argument is che
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import sys
@@ -29,7 +28,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from visa_lib.paths import OUTPUTS
+from visa_lib.paths import OUTPUTS, restore_replaced, swap_in
 
 OVERLAYS = ("gif", "mp4", "none")
 QUERY_FILE = "query.json"
@@ -197,12 +196,14 @@ def plan_queries(out: Path, names: list[str], resume: bool, overwrite: bool) -> 
 
     A finished query folder holds ``query.json`` (it is renamed into place only when complete). With
     ``resume`` finished queries are skipped; with ``overwrite`` they are redone and replaced when the new
-    result is complete. Left-over ``.partial`` folders of an interrupted run are removed.
+    result is complete. Left-over ``.partial`` folders of an interrupted run are removed, and a result an
+    interrupted ``--overwrite`` renamed aside is put back.
     """
     from visa_lib.cli import CliError
 
     for stale in out.glob(f".*{PARTIAL_SUFFIX}"):
         shutil.rmtree(stale, ignore_errors=True)
+    restore_replaced(out)  # an earlier result an interrupted --overwrite left aside
     todo, taken = [], []
     for index, name in enumerate(names):
         folder = out / name
@@ -259,9 +260,7 @@ def _write_query(out: Path, name: str, frames, target, pipeline, overlay_format:
             "frames_with_object": sorted(found),
         }
         write_json(partial / QUERY_FILE, entry, indent=1)
-        if final.exists():  # --overwrite: the earlier result goes only now that the new one is whole
-            shutil.rmtree(final) if final.is_dir() else final.unlink()
-        os.replace(partial, final)
+        swap_in(partial, final)  # --overwrite: the earlier result goes only once the new one is there
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 #: Root of the repository checkout (the folder holding ``visa_lib/``).
@@ -31,3 +32,40 @@ def display_path(path: str | Path) -> str:
         return path.resolve().relative_to(REPO_ROOT).as_posix() or "."
     except ValueError:
         return str(path)
+
+
+#: Suffix of a finished result renamed aside while its replacement moves in (``.<name>.replaced``).
+REPLACED_SUFFIX = ".replaced"
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def swap_in(new: Path, final: Path) -> None:
+    """Rename the finished ``new`` to ``final``; an earlier ``final`` is removed only once ``new`` is there.
+
+    The earlier result is renamed aside to ``.<name>.replaced`` first (one rename), then ``new`` in,
+    then the aside copy is removed, so an interruption at any point leaves a whole result: the new one
+    at ``final``, or the old one at ``final`` or aside, where :func:`restore_replaced` puts it back.
+    """
+    aside = final.with_name(f".{final.name}{REPLACED_SUFFIX}")
+    if final.exists() or final.is_symlink():
+        _remove(aside)
+        os.replace(final, aside)
+    os.replace(new, final)
+    _remove(aside)
+
+
+def restore_replaced(folder: Path) -> None:
+    """Finish the swaps an interruption cut short in ``folder``: put back each old result still aside
+    whose replacement never arrived, and drop those whose replacement did."""
+    for aside in Path(folder).glob(f".*{REPLACED_SUFFIX}"):
+        final = aside.with_name(aside.name[1 : -len(REPLACED_SUFFIX)])
+        if final.exists():
+            _remove(aside)
+        else:
+            os.replace(aside, final)

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from visa_lib.paths import restore_replaced, swap_in
+
 #: The benchmarks ``visa predict`` knows and their default splits (VISA's validation splits).
 DATASETS = {"revos": "valid", "mevis": "valid_u", "davis17": "valid"}
 #: Hidden folder of per-expression records inside the output folder.
@@ -104,7 +106,12 @@ def _record_path(pred_dir: Path, video: str, exp_id: str) -> Path:
 
 
 def pending_expressions(split, video: str, pred_dir: Path) -> list[str]:
-    """Expression ids of ``video`` without a finished record in ``pred_dir``."""
+    """Expression ids of ``video`` without a finished record in ``pred_dir``.
+
+    An earlier result that an interrupted ``--overwrite`` left renamed aside is put back first.
+    """
+    if (pred_dir / video).is_dir():
+        restore_replaced(pred_dir / video)
     return [
         e
         for e in split.videos[video].expressions
@@ -152,12 +159,11 @@ def predict_video(split, video: str, pipeline, pred_dir: str | Path, resume: boo
             # Each mask is written as XMem yields it: memory does not grow with the video.
             for index, mask in track_target(frames, target, pipeline):
                 write_mask_png(temporary / f"{meta.frames[index]}.png", mask)
+            _record_path(pred_dir, video, exp_id).unlink(missing_ok=True)
+            swap_in(temporary, final)  # the PNGs appear in one step; an earlier result goes only then
         except BaseException:  # Ctrl-C included: no half-written expression is left behind
             shutil.rmtree(temporary, ignore_errors=True)
             raise
-        _record_path(pred_dir, video, exp_id).unlink(missing_ok=True)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(temporary, final)  # the expression's PNGs appear in one step
         record = {
             "target_frame": target.target_frame,
             "tp": target.tp,
