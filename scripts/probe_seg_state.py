@@ -15,7 +15,12 @@ Probes on the vision side say whether the position was there to read in the firs
 target's mask (what perfect attention to the target would see); ``patches_attention_to_xy_r2`` and
 ``merged_attention_to_xy_r2`` -- one learnt attention step from the target's description over the
 target frame's 256 patch tokens / its merged tokens (what the LLM receives), read out linearly,
-trained on the same items.
+trained on the same items. The learnt attention over-fits those items; ``prototype`` readers learn
+nothing but the mean pooled token of each description and a linear map:
+``patches_prototype_grid_to_xy_r2`` -- patch grid positions weighted by each patch's similarity to the
+description's prototype (can the target be *found*?); ``patches_prototype_content_to_xy_r2`` and
+``merged_prototype_content_to_xy_r2`` -- the same weights on the tokens themselves (does what the
+LLM receives *say* where the found target is?).
 
     OMP_NUM_THREADS=1 python scripts/probe_seg_state.py                     # shipped toy VISA
     OMP_NUM_THREADS=1 python scripts/probe_seg_state.py --visa V.safetensors --clip C.safetensors
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import tempfile
 from pathlib import Path
 
@@ -34,6 +40,7 @@ from tqdm.auto import tqdm
 from visa_lib.data.reasonvos_lite.generator import SHIPPED_SEEDS, generate_split
 from visa_lib.data.revos import RevosSplit, load_revos
 from visa_lib.model.build import TOY_VISA_WEIGHTS, build_visa
+from visa_lib.model.merge import spatial_merge
 from visa_lib.model.sam import mask_centroid, point_code
 from visa_lib.model.visa import VisaModel
 from visa_lib.paths import REASONVOS_LITE
@@ -144,6 +151,52 @@ def attention_probe_r2(
         return r_squared(predict(held).double(), held["xy"])
 
 
+def prototype_weights(
+    fit: dict[str, torch.Tensor], data: dict[str, torch.Tensor], key: str, temperature: float
+) -> torch.Tensor:
+    """Softmax weights [N,n] over ``data[key]`` [N,n,C]: each token's cosine similarity to its item's
+    *prototype*, the mean of ``fit["pooled"]`` over the ``fit`` items with the same description (a
+    description ``fit`` never saw gets a zero prototype and so uniform weights)."""
+    names = fit["name"]
+    prototypes = names.T @ fit["pooled"] / names.sum(0).clamp(min=1)[:, None]  # [V,C]
+    query = data["name"] @ prototypes  # [N,C]
+    similarity = torch.nn.functional.cosine_similarity(data[key], query[:, None, :], dim=-1)
+    return torch.softmax(similarity / temperature, -1)
+
+
+def prototype_probe_r2(
+    fit: dict[str, torch.Tensor],
+    held: dict[str, torch.Tensor],
+    key: str,
+    read: str,
+    temperature: float = 0.05,
+) -> float:
+    """R^2 on ``held`` of a reader with nothing learnt but a prototype per description and a linear map.
+
+    It weights the tokens ``key`` (``"patches"`` or ``"merged"``) by :func:`prototype_weights`, then
+    ``read="grid"`` averages the patches' grid positions with those weights (where the tokens *are*;
+    the LLM never sees this), ``read="content"`` averages the tokens themselves (what the tokens *say*
+    about where they are, all the LLM can use); a ridge regression maps the average to the centroid.
+    """
+
+    def features(data: dict[str, torch.Tensor]) -> torch.Tensor:
+        weights = prototype_weights(fit, data, key, temperature)  # [N,n]
+        if read == "content":
+            return (weights[:, :, None] * data[key]).sum(1)
+        grid = math.isqrt(weights.shape[1])
+        ys, xs = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+        positions = torch.stack([xs, ys], -1).reshape(-1, 2).to(weights.dtype)  # [n,2], raster order
+        return weights @ positions
+
+    return ridge_r2(features(fit), fit["xy"], features(held), held["xy"], 1e-3 if read == "grid" else 1.0)
+
+
+def merged_patches(patches: torch.Tensor, clusters: tuple[int, ...], ks: tuple[int, ...]) -> torch.Tensor:
+    """Chat-UniVi's spatial merge of ``patches`` [N,256,C] with other clusters per level: [N,sum,C]."""
+    generator = torch.Generator().manual_seed(0)
+    return spatial_merge(patches.float(), clusters, ks, generator=generator).to(patches.dtype)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--visa", type=Path, default=TOY_VISA_WEIGHTS, help="toy VISA weights")
@@ -158,6 +211,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--eval-items", type=int, default=None, help="validation expressions (default: all)")
     parser.add_argument("--ridge", type=float, default=1.0)
     parser.add_argument("--attention-steps", type=int, default=600, help="attention probe's training steps")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        default=[],
+        metavar="N,N,N",
+        help="also merge the target frame's patches with these DPC-KNN clusters per level (e.g. 32,16,8 "
+        "64,32,16) and score the prototype content reader on them (the model's own merge is 'merged')",
+    )
     args = parser.parse_args(argv)
     model = build_visa("toy", weights=args.visa, clip_weights=args.clip, sam_weights=args.sam).eval()
     root = Path(tempfile.mkdtemp(prefix="probe_train_"))
@@ -182,6 +243,17 @@ def main(argv: list[str] | None = None) -> dict:
         result[f"{source}_name_accuracy"] = float((guess == truth).double().mean())
     pooled = (fit["pooled"], fit["xy"], held["pooled"], held["xy"])
     result["patches_pooled_to_xy_r2"] = ridge_r2(*pooled, args.ridge)
+    result["patches_prototype_grid_to_xy_r2"] = prototype_probe_r2(fit, held, "patches", "grid")
+    for tokens in ("patches", "merged"):
+        result[f"{tokens}_prototype_content_to_xy_r2"] = prototype_probe_r2(fit, held, tokens, "content")
+    for setting in args.merge:
+        clusters = tuple(int(n) for n in setting.split(","))
+        ks = model.config.cluster_ks[: len(clusters)]  # the model's k per level
+        for data in (fit, held):
+            data[setting] = merged_patches(data["patches"], clusters, ks)
+        result[f"merged_{sum(clusters)}_prototype_content_to_xy_r2"] = prototype_probe_r2(
+            fit, held, setting, "content"
+        )
     for tokens in ("patches", "merged"):
         result[f"{tokens}_attention_to_xy_r2"] = attention_probe_r2(
             *({"tokens": d[tokens], "name": d["name"], "xy": d["xy"]} for d in (fit, held)),

@@ -298,12 +298,40 @@ def test_probe_seg_state_attention_reads_the_named_token_and_not_noise():
     assert probe.attention_probe_r2(data(400, False), data(100, False), steps=600) < 0.2  # -0.04
 
 
+def test_probe_seg_state_prototype_finds_the_named_patch_and_reads_what_its_tokens_say():
+    import torch
+
+    probe = load_script("probe_seg_state")
+    generator = torch.Generator().manual_seed(0)
+
+    def data(n: int, position_in_content: bool) -> dict:
+        # a 4 x 4 grid of patches, each of another name (one-hot, 16 dims); the item's name picks one
+        order = torch.stack([torch.randperm(16, generator=generator) for _ in range(n)])  # [n,16]
+        grid = torch.stack([torch.arange(16) % 4, torch.arange(16) // 4], -1).float()  # (x, y) per patch
+        noise = torch.rand(n, 16, 2, generator=generator)
+        extra = grid.expand(n, -1, -1) / 3 if position_in_content else noise
+        patches = torch.cat([torch.nn.functional.one_hot(order, 16).float() * 3, extra], -1).double()
+        pick = torch.randint(0, 16, (n,), generator=generator)
+        name = torch.nn.functional.one_hot(order[torch.arange(n), pick], 16).double()
+        target = patches[torch.arange(n), pick]
+        return {"patches": patches, "pooled": target, "name": name, "xy": grid[pick].double()}
+
+    fit, held = data(200, True), data(50, True)
+    assert probe.prototype_probe_r2(fit, held, "patches", "grid") > 0.95
+    assert probe.prototype_probe_r2(fit, held, "patches", "content") > 0.95  # 0.999
+    fit, held = data(200, False), data(50, False)
+    assert probe.prototype_probe_r2(fit, held, "patches", "grid") > 0.95  # 1.0: found ...
+    assert probe.prototype_probe_r2(fit, held, "patches", "content") < 0.2  # -0.07: ... not said
+
+
 def test_probe_seg_state_runs_on_the_shipped_model():
     result = load_script("probe_seg_state").main(
-        ["--train-videos", "2", "--fit-items", "4", "--eval-items", "3"]
+        ["--train-videos", "2", "--fit-items", "4", "--eval-items", "3", "--merge", "32,16,8"]
     )
+    assert result["merged_56_prototype_content_to_xy_r2"] <= 1
     assert result["fit_items"] == 4 and result["eval_items"] == 3
     assert all(result[f"{s}_to_{t}_r2"] <= 1 for s in ("state", "prompt") for t in ("xy", "code"))
     assert 0 <= result["state_name_accuracy"] <= 1 and 0 <= result["name_majority"] <= 1
-    probes = ("patches_pooled", "patches_attention", "merged_attention")
+    probes = ("patches_pooled", "patches_attention", "merged_attention", "patches_prototype_grid")
+    probes += ("patches_prototype_content", "merged_prototype_content")
     assert all(result[f"{name}_to_xy_r2"] <= 1 for name in probes)
