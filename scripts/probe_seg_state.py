@@ -24,6 +24,7 @@ LLM receives *say* where the found target is?).
 
     OMP_NUM_THREADS=1 python scripts/probe_seg_state.py                     # shipped toy VISA
     OMP_NUM_THREADS=1 python scripts/probe_seg_state.py --visa V.safetensors --clip C.safetensors
+    OMP_NUM_THREADS=1 python scripts/probe_seg_state.py --merge 32,16,8 64,32,16   # other merges too
 """
 
 from __future__ import annotations
