@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import tempfile
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from visa_lib.model.build import TOY_VISA_WEIGHTS, build_visa
 from visa_lib.model.merge import spatial_merge
 from visa_lib.model.sam import mask_centroid, point_code
 from visa_lib.model.visa import VisaModel
+from visa_lib.model.vision import patch_positions
 from visa_lib.paths import REASONVOS_LITE
 from visa_lib.train.revos_samples import FrameFeatureCache, evaluation_forward, pick_target_frames
 from visa_lib.train.target_descriptions import generated_object_descriptions
@@ -184,10 +184,7 @@ def prototype_probe_r2(
         weights = prototype_weights(fit, data, key, temperature)  # [N,n]
         if read == "content":
             return (weights[:, :, None] * data[key]).sum(1)
-        grid = math.isqrt(weights.shape[1])
-        ys, xs = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
-        positions = torch.stack([xs, ys], -1).reshape(-1, 2).to(weights.dtype)  # [n,2], raster order
-        return weights @ positions
+        return weights @ patch_positions(weights.shape[1])[0].to(weights.dtype)
 
     return ridge_r2(features(fit), fit["xy"], features(held), held["xy"], 1e-3 if read == "grid" else 1.0)
 

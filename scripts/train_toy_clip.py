@@ -46,7 +46,7 @@ from transformers import CLIPVisionModel
 
 from visa_lib.data.reasonvos_lite import sprites
 from visa_lib.model.sam import TOY_SAM_WEIGHTS, build_sam, point_code, resized_size
-from visa_lib.model.vision import TOY_CLIP_WEIGHTS, VisionTower, toy_vision_config
+from visa_lib.model.vision import TOY_CLIP_WEIGHTS, VisionTower, patch_positions, toy_vision_config
 
 CATEGORIES = list(sprites.PHOTO_CATEGORIES) + list(sprites.SHAPES)  # label 1.. ; 0 = background
 COLOURS = list(sprites.COLOURS)  # label 1.. ; 0 = no colour word
@@ -111,13 +111,6 @@ def patch_labels(label_map: np.ndarray, num_classes: int, grid: int = 16, size: 
     onehot = np.eye(num_classes, dtype=np.float32)[crop.reshape(grid, p, grid, p).transpose(0, 2, 1, 3)]
     del scale
     return onehot.reshape(grid * grid, p * p, num_classes).sum(1).argmax(-1)
-
-
-def patch_positions(num_patches: int) -> torch.Tensor:
-    """``(x, y)`` of each patch of a square grid in raster order, scaled to [-1, 1]: float [1, P, 2]."""
-    grid = math.isqrt(num_patches)
-    ys, xs = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
-    return (torch.stack([xs, ys], -1).reshape(1, -1, 2).float() / (grid - 1)) * 2 - 1
 
 
 def position_r2(tokens: torch.Tensor) -> float:

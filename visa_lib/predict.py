@@ -110,8 +110,7 @@ def pending_expressions(split, video: str, pred_dir: Path) -> list[str]:
 
     An earlier result that an interrupted ``--overwrite`` left renamed aside is put back first.
     """
-    if (pred_dir / video).is_dir():
-        restore_replaced(pred_dir / video)
+    restore_replaced(pred_dir / video)
     return [
         e
         for e in split.videos[video].expressions

@@ -18,6 +18,7 @@ Two sizes share this one class (sizes are data, not subclasses):
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -48,6 +49,13 @@ def toy_vision_config() -> CLIPVisionConfig:
         num_attention_heads=4,
         hidden_act="quick_gelu",
     )
+
+
+def patch_positions(num_patches: int) -> torch.Tensor:
+    """``(x, y)`` of each patch of a square grid in raster order, scaled to [-1, 1]: float [1, P, 2]."""
+    grid = math.isqrt(num_patches)
+    ys, xs = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    return (torch.stack([xs, ys], -1).reshape(1, -1, 2).float() / (grid - 1)) * 2 - 1
 
 
 def clip_vit_large_patch14_config() -> CLIPVisionConfig:
